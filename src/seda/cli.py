@@ -1,0 +1,77 @@
+"""The `seda` command: what a person runs by hand (DVC runs the stage modules directly)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from seda.config import ConfigError, compose, load_params, write_params
+from seda.logs import setup_logging
+
+STAGES = ("demo", "collect", "separate", "clean", "split", "figures")
+
+
+def _compose(args: argparse.Namespace) -> int:
+    params = compose(args.overrides)
+    write_params(params, args.output)
+    print(f"wrote {args.output} from conf/ with overrides {args.overrides or 'none'}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    expected = compose(args.overrides)
+    actual = load_params(args.params)
+    if expected != actual:
+        diff = sorted(
+            k for k in set(expected) | set(actual) if expected.get(k) != actual.get(k)
+        )
+        print(
+            f"{args.params} differs from the composition of conf/ in: {', '.join(diff)}. "
+            "Run `seda compose` (plain `dvc repro` does not compose).",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{args.params} matches conf/")
+    return 0
+
+
+def _stage(args: argparse.Namespace) -> int:
+    module = importlib.import_module(f"seda.stages.{args.name}")
+    return int(module.main(args.args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seda", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compose", help="compose conf/ (with Hydra overrides) into params.yaml")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset=turevdb")
+    p.add_argument("--output", default="params.yaml")
+    p.set_defaults(func=_compose)
+
+    p = sub.add_parser("check", help="fail when params.yaml differs from the composition of conf/")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--params", default="params.yaml")
+    p.set_defaults(func=_check)
+
+    p = sub.add_parser("stage", help="run one pipeline stage on params.yaml (as dvc repro does)")
+    p.add_argument("name", help="stage module under seda.stages, e.g. " + ", ".join(STAGES))
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_stage)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        print(f"seda: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

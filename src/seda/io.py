@@ -1,0 +1,148 @@
+"""Shared file plumbing used by every stage: hashing, atomic writes, manifests, reject logs.
+
+Every file a stage writes goes through :func:`atomic_path`, so a run killed half-way leaves either
+the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks (bounded memory for hour-long audio)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def params_digest(settings: Any) -> str:
+    """Stable short hash of a settings object (dataclass, mapping or scalar) for cache keys."""
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(settings) and not isinstance(settings, type):
+        settings = asdict(settings)
+    blob = json.dumps(settings, sort_keys=True, default=str)
+    return sha256_text(blob)[:16]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix + ".tmp",
+        dir=path.parent,
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_csv_atomic(
+    path: str | Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]
+) -> int:
+    """Write rows (missing keys become empty cells) to a CSV atomically; return the row count."""
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_cell(row.get(k)) for k in columns})
+            count += 1
+    return count
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.3f}"
+    return value
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """Read a CSV into a list of dicts of strings (empty list when the file has only a header)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+class RejectLog:
+    """Collects rows for ``rejected.csv``/``failures.csv``: every skipped input gets a reason."""
+
+    columns: tuple[str, ...] = ("stage", "id", "path", "reason")
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, item_id: str, path: str | Path | None, reason: str, **extra: Any) -> None:
+        reason = " ".join(str(reason).split())
+        row = {"stage": self.stage, "id": item_id, "path": str(path or ""), "reason": reason}
+        row.update(extra)
+        self.rows.append(row)
+        log.warning("%s: skipped %s: %s", self.stage, item_id or path, reason)
+
+    def extend(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        self.rows.extend(dict(r) for r in rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def write(self, path: str | Path, extra_columns: Sequence[str] = ()) -> None:
+        write_csv_atomic(path, self.rows, [*self.columns, *extra_columns])
+
+
+def rel_to_cwd(path: str | Path) -> str:
+    """A path as stored in manifests: relative to the repository root when possible, POSIX style."""
+    path = Path(path)
+    try:
+        return Path(os.path.relpath(path.resolve(), Path.cwd())).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()

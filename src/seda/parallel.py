@@ -1,0 +1,82 @@
+"""Run a per-file function on all cores with a progress bar; one bad file never stops the run."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class Outcome(Generic[T, R]):
+    item: T
+    result: R | None
+    error: str | None
+
+
+def resolve_workers(workers: int | None) -> int:
+    """0 or None means all cores."""
+    return max(1, workers or os.cpu_count() or 1)
+
+
+def _init_worker() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def map_files(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    workers: int | None = None,
+    desc: str = "",
+    known_errors: tuple[type[BaseException], ...] = (),
+) -> Iterator[Outcome[T, R]]:
+    """Apply ``fn`` to every item, in worker processes when ``workers`` > 1, showing progress.
+
+    Exceptions of ``known_errors`` become ``Outcome.error`` with their message; any other exception
+    also becomes an error (with the traceback logged) so that one file cannot end the whole run.
+    """
+    n_workers = min(resolve_workers(workers), max(1, len(items)))
+    bar = tqdm(total=len(items), desc=desc, unit="file", disable=None, dynamic_ncols=True)
+    try:
+        if n_workers == 1:
+            for item in items:
+                yield _call(fn, item, known_errors)
+                bar.update()
+            return
+        ctx = mp.get_context("forkserver")
+        with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker) as pool:
+            futures = {pool.submit(_call, fn, item, known_errors): item for item in items}
+            for fut in as_completed(futures):
+                yield fut.result()
+                bar.update()
+    finally:
+        bar.close()
+
+
+def _call(fn: Callable[[Any], Any], item: Any, known: tuple[type[BaseException], ...]) -> Outcome:
+    try:
+        return Outcome(item, fn(item), None)
+    except known as err:
+        return Outcome(item, None, str(err) or type(err).__name__)
+    except Exception as err:
+        log.error("unexpected error on %s:\n%s", item, traceback.format_exc())
+        return Outcome(item, None, f"unexpected {type(err).__name__}: {err}")
