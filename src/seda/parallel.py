@@ -32,13 +32,9 @@ def resolve_workers(workers: int | None) -> int:
 
 
 def _init_worker() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
+    """One thread per worker process (torch and BLAS read this when they are first imported)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
 
 
 def map_files(

@@ -1,0 +1,293 @@
+"""Stage `figures`: pictures for the report: what each emotion looks like, and what separation did.
+
+Writes to ``figures.out_dir``:
+- ``waveplots.png``: waveform of one test clip per emotion (the first by clip_id), one panel each;
+- ``spectrograms.png``: the same clips as log-mel spectrograms on one shared dB colour scale;
+- ``separation.png``: raw mixture above separated voice of one item, when separation wrote audio.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import librosa
+import librosa.display
+import numpy as np
+from matplotlib.figure import Figure
+
+from seda.audio import AudioError, load_audio
+from seda.config import ConfigError, build, load_params
+from seda.io import atomic_path, read_csv
+from seda.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+SPLITS = Path("data/splits/splits.csv")
+RAW_MANIFEST = Path("data/raw/manifest.csv")
+SEPARATED_MANIFEST = Path("data/separated/manifest.csv")
+DB_RANGE = 80.0
+LABEL_COLOURS = {
+    "angry": "#c0392b",
+    "calm": "#2e86c1",
+    "happy": "#d4a017",
+    "sad": "#6c3483",
+    "neutral": "#7f8c8d",
+    "fear": "#1e8449",
+    "surprise": "#ca6f1e",
+    "disgust": "#5d6d7e",
+}
+
+
+@dataclass(frozen=True)
+class FiguresSettings:
+    out_dir: str = "reports/figures"
+    n_mels: int = 128
+    hop_length: int = 256
+    # Length of the excerpt shown in separation.png.
+    separation_seconds: float = 15.0
+    dpi: int = 120
+
+
+def pick_examples(rows: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    """The first test clip by clip_id of each label (labels sorted), for a stable choice."""
+    test = [r for r in rows if r.get("split") == "test"]
+    if not test:
+        log.warning("figures: no test clips; examples are taken from all splits")
+        test = list(rows)
+    first: dict[str, Mapping[str, str]] = {}
+    for r in sorted(test, key=lambda r: r["clip_id"]):
+        first.setdefault(r["label"], r)
+    return [dict(first[lab]) for lab in sorted(first)]
+
+
+def _grid(n: int) -> tuple[int, int]:
+    ncols = 1 if n <= 3 else 2
+    return math.ceil(n / ncols), ncols
+
+
+def _save(fig: Figure, path: Path, dpi: int) -> None:
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+
+
+def _subplots(nrows: int, ncols: int, figsize: tuple[float, float], **kwargs: Any) -> tuple:
+    """A figure outside pyplot (no global state; PNGs are drawn by the Agg renderer)."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def _colour(label: str) -> str:
+    return LABEL_COLOURS.get(label, "#34495e")
+
+
+def plot_waveplots(
+    clips: Sequence[tuple[Mapping[str, str], np.ndarray, int]], path: Path, dpi: int = 120
+) -> None:
+    """One waveform panel per clip (librosa.display.waveshow), amplitude on a shared scale."""
+    nrows, ncols = _grid(len(clips))
+    fig, axes = _subplots(
+        nrows,
+        ncols,
+        figsize=(6.5 * ncols, 2.4 * nrows + 0.6),
+        sharey=True,
+        squeeze=False,
+    )
+    peak = max(float(np.abs(y).max()) for _, y, _ in clips) or 1.0
+    for ax, (row, y, sr) in zip(axes.flat, clips, strict=False):
+        librosa.display.waveshow(y, sr=sr, ax=ax, color=_colour(row["label"]), axis="s")
+        ax.set_title(f"{row['label']}  ·  {row['clip_id']}", fontsize=11)
+        ax.set_xlabel("Time (s)")
+        ax.set_ylabel("Amplitude")
+        ax.set_xlim(0, len(y) / sr)
+        ax.set_ylim(-1.05 * peak, 1.05 * peak)
+        ax.grid(alpha=0.25)
+    for ax in list(axes.flat)[len(clips) :]:
+        ax.set_visible(False)
+    fig.suptitle("Waveforms: first test clip of each emotion", fontsize=13)
+    _save(fig, path, dpi)
+
+
+def log_mel_db(y: np.ndarray, sr: int, n_mels: int, hop_length: int) -> np.ndarray:
+    """Log-mel power spectrogram in dB relative to its own peak (so clips compare by shape)."""
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=sr, n_mels=n_mels, hop_length=hop_length, n_fft=4 * hop_length, fmax=sr / 2
+    )
+    return librosa.power_to_db(mel, ref=np.max, top_db=DB_RANGE)
+
+
+def plot_spectrograms(
+    clips: Sequence[tuple[Mapping[str, str], np.ndarray, int]],
+    path: Path,
+    settings: FiguresSettings,
+) -> None:
+    """One log-mel panel per clip (librosa.display.specshow), one shared dB colour bar."""
+    nrows, ncols = _grid(len(clips))
+    fig, axes = _subplots(
+        nrows,
+        ncols,
+        figsize=(6.5 * ncols + 1.0, 2.8 * nrows + 0.6),
+        squeeze=False,
+    )
+    image = None
+    for ax, (row, y, sr) in zip(axes.flat, clips, strict=False):
+        db = log_mel_db(y, sr, settings.n_mels, settings.hop_length)
+        image = librosa.display.specshow(
+            db,
+            sr=sr,
+            hop_length=settings.hop_length,
+            x_axis="s",
+            y_axis="mel",
+            fmax=sr / 2,
+            ax=ax,
+            cmap="magma",
+            vmin=-DB_RANGE,
+            vmax=0.0,
+        )
+        ax.set_title(f"{row['label']}  ·  {row['clip_id']}", fontsize=11)
+        ax.set_xlabel("Time (s)")
+        ax.set_ylabel("Frequency (Hz)")
+    for ax in list(axes.flat)[len(clips) :]:
+        ax.set_visible(False)
+    if image is not None:
+        fig.colorbar(image, ax=axes, format="%+2.0f dB", label="Level (dB re. peak)", shrink=0.9)
+    fig.suptitle("Log-mel spectrograms: first test clip of each emotion", fontsize=13)
+    _save(fig, path, settings.dpi)
+
+
+def plot_separation(
+    item_id: str,
+    mixture: np.ndarray,
+    voice: np.ndarray,
+    sr: int,
+    path: Path,
+    settings: FiguresSettings,
+    backend: str = "",
+) -> None:
+    """Raw mixture above separated voice, same mel axes and dB scale (re. the mixture's peak)."""
+    mix_mel = librosa.feature.melspectrogram(
+        y=mixture,
+        sr=sr,
+        n_mels=settings.n_mels,
+        hop_length=settings.hop_length,
+        n_fft=4 * settings.hop_length,
+    )
+    voice_mel = librosa.feature.melspectrogram(
+        y=voice,
+        sr=sr,
+        n_mels=settings.n_mels,
+        hop_length=settings.hop_length,
+        n_fft=4 * settings.hop_length,
+    )
+    ref = float(mix_mel.max()) or 1.0
+    fig, axes = _subplots(2, 1, figsize=(11, 6.4), sharex=True)
+    titles = ("Raw mixture", f"Separated voice{f' ({backend})' if backend else ''}")
+    image = None
+    for ax, mel, title in zip(axes, (mix_mel, voice_mel), titles, strict=True):
+        db = librosa.power_to_db(mel, ref=ref, top_db=None)
+        image = librosa.display.specshow(
+            db,
+            sr=sr,
+            hop_length=settings.hop_length,
+            x_axis="s",
+            y_axis="mel",
+            ax=ax,
+            cmap="magma",
+            vmin=-DB_RANGE,
+            vmax=0.0,
+        )
+        ax.set_title(title, fontsize=11)
+        ax.set_ylabel("Frequency (Hz)")
+        ax.set_xlabel("Time (s)")
+    axes[0].set_xlabel("")
+    fig.colorbar(
+        image, ax=axes, format="%+2.0f dB", label="Level (dB re. mixture peak)", shrink=0.9
+    )
+    fig.suptitle(f"Voice separation: {item_id} (first {len(mixture) / sr:.0f} s)", fontsize=13)
+    _save(fig, path, settings.dpi)
+
+
+def pick_separation_item(
+    raw_rows: Sequence[Mapping[str, str]], sep_rows: Sequence[Mapping[str, str]]
+) -> tuple[str, Path, Path] | None:
+    """(id, raw path, voice path) of the first item by id whose voice stem is a separate file."""
+    raw = {r["id"]: Path(r["path"]) for r in raw_rows}
+    for r in sorted(sep_rows, key=lambda r: r["id"]):
+        src, voice = raw.get(r["id"]), Path(r["path"])
+        if src is not None and src.exists() and voice.exists() and src.resolve() != voice.resolve():
+            return r["id"], src, voice
+    return None
+
+
+def _load_examples(
+    examples: Sequence[Mapping[str, str]],
+) -> list[tuple[Mapping[str, str], np.ndarray, int]]:
+    clips = []
+    for row in examples:
+        try:
+            y, sr = load_audio(row["path"])
+        except AudioError as err:
+            log.warning("figures: skipped %s: %s", row["clip_id"], err)
+            continue
+        clips.append((row, y, sr))
+    return clips
+
+
+def make_separation_figure(
+    out: Path, settings: FiguresSettings, sample_rate: int, backend: str
+) -> bool:
+    """Draw separation.png when the separate stage wrote voice stems; True when drawn."""
+    if not (RAW_MANIFEST.exists() and SEPARATED_MANIFEST.exists()):
+        return False
+    picked = pick_separation_item(read_csv(RAW_MANIFEST), read_csv(SEPARATED_MANIFEST))
+    if picked is None:
+        return False
+    item_id, src, voice_path = picked
+    mixture, sr = load_audio(src, sample_rate, end=settings.separation_seconds)
+    voice, _ = load_audio(voice_path, sample_rate, end=settings.separation_seconds)
+    n = min(len(mixture), len(voice))
+    plot_separation(item_id, mixture[:n], voice[:n], sr, out, settings, backend)
+    return True
+
+
+def run(params: dict[str, Any]) -> dict[str, Any]:
+    settings = build(FiguresSettings, params.get("figures"), "figures")
+    out_dir = Path(settings.out_dir)
+    if not SPLITS.exists():
+        raise ConfigError(f"{SPLITS} not found: run the split stage first")
+    clips = _load_examples(pick_examples(read_csv(SPLITS)))
+    if not clips:
+        raise ConfigError(f"{SPLITS}: no readable clips to draw")
+    written = []
+    plot_waveplots(clips, out_dir / "waveplots.png", settings.dpi)
+    plot_spectrograms(clips, out_dir / "spectrograms.png", settings)
+    written += ["waveplots.png", "spectrograms.png"]
+    separate = params.get("separate") or {}
+    sep_png = out_dir / "separation.png"
+    if make_separation_figure(
+        sep_png, settings, int(separate.get("sample_rate", 22050)), str(separate.get("backend", ""))
+    ):
+        written.append("separation.png")
+    elif sep_png.exists():
+        sep_png.unlink()
+    log.info("figures: wrote %s to %s (%d emotions)", ", ".join(written), out_dir, len(clips))
+    return {"out_dir": str(out_dir), "files": written, "labels": [r["label"] for r, _, _ in clips]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    try:
+        run(load_params())
+    except (ConfigError, AudioError) as err:
+        print(f"seda figures: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

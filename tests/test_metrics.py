@@ -1,0 +1,171 @@
+"""seda.metrics against hand-worked confusion matrices and a naive bootstrap."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+from seda.metrics import bootstrap_intervals, classification_metrics
+
+LABELS3 = ["angry", "happy", "sad"]
+
+
+def one_hot_probs(y_pred: np.ndarray, k: int, high: float = 0.6) -> np.ndarray:
+    prob = np.full((len(y_pred), k), (1.0 - high) / (k - 1))
+    prob[np.arange(len(y_pred)), y_pred] = high
+    return prob
+
+
+def hand_example() -> tuple[np.ndarray, np.ndarray]:
+    """Confusion matrix (rows actual, columns predicted): [[3,1,0],[1,2,0],[0,1,2]]."""
+    y_true = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+    y_pred = np.array([0, 0, 0, 1, 0, 1, 1, 1, 2, 2])
+    return y_true, y_pred
+
+
+def test_hand_worked_three_classes() -> None:
+    y_true, y_pred = hand_example()
+    m = classification_metrics(y_true, one_hot_probs(y_pred, 3), LABELS3, n_bootstrap=0)
+    # class 0: TP 3 FN 1 FP 1 TN 5; class 1: TP 2 FN 1 FP 2 TN 5; class 2: TP 2 FN 1 FP 0 TN 7
+    recall = [3 / 4, 2 / 3, 2 / 3]
+    precision = [3 / 4, 2 / 4, 2 / 2]
+    specificity = [5 / 6, 5 / 7, 7 / 7]
+    f1 = [2 * 3 / (4 + 4), 2 * 2 / (3 + 4), 2 * 2 / (3 + 2)]
+    assert m["accuracy"] == pytest.approx(7 / 10)
+    assert m["uar"] == pytest.approx(np.mean(recall))
+    assert m["recall"] == m["sensitivity"] == m["uar"]
+    assert m["precision"] == pytest.approx(np.mean(precision))
+    assert m["specificity"] == pytest.approx(np.mean(specificity))
+    assert m["f1"] == pytest.approx(np.mean(f1))
+    for c, label in enumerate(LABELS3):
+        pc = m["per_class"][label]
+        assert pc["sensitivity"] == pc["recall"] == pytest.approx(recall[c])
+        assert pc["precision"] == pytest.approx(precision[c])
+        assert pc["specificity"] == pytest.approx(specificity[c])
+        assert pc["f1"] == pytest.approx(f1[c])
+    assert [m["per_class"][lab]["support"] for lab in LABELS3] == [4, 3, 3]
+    assert m["n_test"] == 10
+    assert m["accuracy_ci"] is None and m["uar_ci"] is None
+
+
+def test_auc_matches_sklearn_ovr_and_is_json_ready() -> None:
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 4, 200)
+    prob = rng.dirichlet(np.ones(4), 200)
+    prob[np.arange(200), y_true] += 0.3
+    prob /= prob.sum(axis=1, keepdims=True)
+    m = classification_metrics(y_true, prob, ["a", "b", "c", "d"], n_bootstrap=50)
+    assert m["auc"] == pytest.approx(roc_auc_score(y_true, prob, multi_class="ovr"))
+    assert m["auc_classes"] == 4
+    text = json.dumps(m, allow_nan=False)  # plain Python values, no NaN
+    assert json.loads(text) == m
+    assert "confusion_matrix" not in m
+
+
+def test_class_absent_from_test_set_is_skipped_not_zeroed() -> None:
+    y_true, y_pred = hand_example()
+    labels = [*LABELS3, "calm"]
+    prob = one_hot_probs(y_pred, 4)
+    m = classification_metrics(y_true, prob, labels, n_bootstrap=0)
+    three = classification_metrics(y_true, one_hot_probs(y_pred, 3), LABELS3, n_bootstrap=0)
+    assert m["uar"] == pytest.approx(three["uar"])
+    assert m["auc_classes"] == 3
+    assert m["auc"] is not None
+    calm = m["per_class"]["calm"]
+    assert calm["support"] == 0 and calm["recall"] is None and calm["auc"] is None
+
+
+def test_single_class_test_set_has_no_auc() -> None:
+    y_true = np.zeros(5, dtype=int)
+    m = classification_metrics(y_true, one_hot_probs(np.array([0, 0, 1, 0, 0]), 2), ["a", "b"])
+    assert m["auc"] is None and m["auc_classes"] == 0
+    assert m["uar"] == pytest.approx(0.8)
+
+
+def test_perfect_predictions() -> None:
+    y_true = np.repeat(np.arange(4), 10)
+    m = classification_metrics(y_true, one_hot_probs(y_true, 4, 0.9), list("abcd"))
+    for key in ("accuracy", "uar", "precision", "f1", "auc", "sensitivity", "specificity"):
+        assert m[key] == pytest.approx(1.0), key
+    assert m["accuracy_ci"] == [1.0, 1.0] and m["uar_ci"] == [1.0, 1.0]
+
+
+def test_uninformative_predictions_are_at_chance() -> None:
+    y_true = np.repeat(np.arange(4), [5, 10, 15, 20])
+    m = classification_metrics(y_true, np.full((50, 4), 0.25), list("abcd"), n_bootstrap=0)
+    assert m["uar"] == pytest.approx(0.25)  # ties go to class 0: recall 1, 0, 0, 0
+    assert m["auc"] == pytest.approx(0.5)
+    assert m["accuracy"] == pytest.approx(5 / 50)
+
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 4, 4000)
+    m = classification_metrics(y_true, rng.dirichlet(np.ones(4), 4000), list("abcd"))
+    assert m["uar"] == pytest.approx(0.25, abs=0.03)
+    assert m["auc"] == pytest.approx(0.5, abs=0.03)
+    assert m["uar_ci"][0] < 0.25 + 0.03 and m["uar_ci"][1] > 0.25 - 0.03
+
+
+def noisy(n: int, seed: int, k: int = 4, accuracy: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, k, n)
+    y_pred = np.where(rng.random(n) < accuracy, y_true, rng.integers(0, k, n))
+    return y_true, one_hot_probs(y_pred, k)
+
+
+def test_bootstrap_contains_estimate_shrinks_with_n_and_is_seeded() -> None:
+    widths = []
+    for n in (60, 2000):
+        y_true, prob = noisy(n, seed=1)
+        m = classification_metrics(y_true, prob, list("abcd"), seed=7)
+        for key in ("accuracy", "uar", "f1"):
+            low, high = m[f"{key}_ci"]
+            assert low <= m[key] <= high, key
+        widths.append(m["uar_ci"][1] - m["uar_ci"][0])
+        again = classification_metrics(y_true, prob, list("abcd"), seed=7)
+        assert again == m
+        other = classification_metrics(y_true, prob, list("abcd"), seed=8)
+        assert other["uar_ci"] != m["uar_ci"]
+    assert widths[1] < widths[0] / 3  # about 1/sqrt(33) in theory
+
+
+def test_vectorised_bootstrap_equals_naive_loop() -> None:
+    y_true, prob = noisy(40, seed=5, k=3)
+    y_pred = prob.argmax(axis=1)
+    got = bootstrap_intervals(y_true, y_pred, 3, n_bootstrap=200, seed=11)
+    idx = np.random.default_rng(11).integers(0, 40, size=(200, 40))
+    naive: dict[str, list[float]] = {"accuracy_ci": [], "uar_ci": [], "f1_ci": []}
+    for row in idx:
+        t, p = y_true[row], y_pred[row]
+        naive["accuracy_ci"].append(accuracy_score(t, p))
+        naive["uar_ci"].append(balanced_accuracy_score(t, p))
+        naive["f1_ci"].append(f1_score(t, p, labels=np.unique(t), average="macro"))
+    for key, values in naive.items():
+        assert got[key] == pytest.approx(np.quantile(values, [0.025, 0.975]).tolist()), key
+
+
+def test_bootstrap_chunks_give_same_result_as_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    y_true, prob = noisy(100, seed=2)
+    y_pred = prob.argmax(axis=1)
+    whole = bootstrap_intervals(y_true, y_pred, 4, n_bootstrap=300, seed=3)
+    monkeypatch.setattr("seda.metrics._CHUNK_ELEMENTS", 100 * 7)  # 7 resamples per chunk
+    chunked = bootstrap_intervals(y_true, y_pred, 4, n_bootstrap=300, seed=3)
+    assert chunked == pytest.approx(whole)
+
+
+@pytest.mark.parametrize(
+    ("y_true", "y_prob", "labels", "match"),
+    [
+        ([0, 1], np.full((2, 2), 0.5), ["a"], "at least 2"),
+        ([0, 1], np.full((2, 3), 0.3), ["a", "b"], "shape"),
+        ([0, 2], np.full((2, 2), 0.5), ["a", "b"], r"\[0, 2\)"),
+        ([0, 1], np.array([[0.5, np.nan], [0.5, 0.5]]), ["a", "b"], "NaN"),
+        ([], np.zeros((0, 2)), ["a", "b"], "non-empty"),
+        ([0, 1], np.full((2, 2), 0.5), ["a", "a"], "unique"),
+    ],
+)
+def test_bad_input_is_one_clear_error(y_true, y_prob, labels, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        classification_metrics(np.asarray(y_true), y_prob, labels)

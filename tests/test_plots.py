@@ -1,0 +1,199 @@
+"""seda.plots: the CSV files DVC renders, the PNG copies, and the dvc.yaml plot definitions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from sklearn.metrics import roc_auc_score
+
+from seda.io import read_csv
+from seda.plots import FPR_GRID, _interp_roc, roc_on_grid, write_model_plots
+
+LABELS = ["angry", "calm", "happy", "sad"]
+PNGS = ("confusion.png", "roc.png", "history.png")
+
+
+def predictions(n: int = 80, seed: int = 0, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, k, n)
+    prob = rng.dirichlet(np.ones(k), n)
+    prob[np.arange(n), y_true] += 0.4
+    return y_true, prob / prob.sum(axis=1, keepdims=True)
+
+
+def history(epochs: int = 5) -> list[dict[str, float]]:
+    return [
+        {"epoch": e, "train_loss": 1.4 / e, "val_loss": 1.5 / e + 0.2, "val_uar": 0.25 + 0.05 * e}
+        for e in range(1, epochs + 1)
+    ]
+
+
+def clip_ids(n: int) -> list[str]:
+    return [f"clip_{i:03d}" for i in range(n)]
+
+
+def test_writes_every_file(tmp_path: Path) -> None:
+    y_true, prob = predictions()
+    write_model_plots("wavlm", y_true, prob, LABELS, clip_ids(80), history(), tmp_path)
+    rows = read_csv(tmp_path / "predictions.csv")
+    assert [r["clip_id"] for r in rows] == clip_ids(80)
+    assert [r["actual"] for r in rows] == [LABELS[t] for t in y_true]
+    assert [r["predicted"] for r in rows] == [LABELS[p] for p in prob.argmax(axis=1)]
+
+    hist = read_csv(tmp_path / "history.csv")
+    assert list(hist[0]) == ["epoch", "train_loss", "val_loss", "val_uar"]
+    assert [int(r["epoch"]) for r in hist] == [1, 2, 3, 4, 5]
+    assert float(hist[1]["val_uar"]) == pytest.approx(0.35)
+
+    for name in PNGS:
+        image = imread(tmp_path / name)
+        assert image.shape[0] > 300 and image.shape[1] > 300, name
+        assert image[..., :3].std() > 0.05, f"{name} looks blank"
+    assert not list(tmp_path.glob(".*")), "temporary files left behind"
+
+
+def test_roc_csv_is_a_proper_curve_on_the_fixed_grid(tmp_path: Path) -> None:
+    y_true, prob = predictions(n=300, seed=4)
+    write_model_plots("hubert", y_true, prob, LABELS, clip_ids(300), None, tmp_path)
+    rows = read_csv(tmp_path / "roc.csv")
+    assert list(rows[0]) == ["fpr", *(f"tpr_{lab}" for lab in LABELS), "tpr_macro"]
+    fpr = np.array([float(r["fpr"]) for r in rows])
+    assert fpr == pytest.approx(np.linspace(0, 1, 101))
+    curves = []
+    for c, label in enumerate(LABELS):
+        tpr = np.array([float(r[f"tpr_{label}"]) for r in rows])
+        assert np.all(np.diff(tpr) >= -1e-9) and tpr[-1] == pytest.approx(1.0)
+        # area under the gridded curve is the exact AUC up to the grid's resolution
+        area = float(np.sum((tpr[1:] + tpr[:-1]) / 2 * np.diff(fpr)))
+        assert area == pytest.approx(roc_auc_score(y_true == c, prob[:, c]), abs=0.01)
+        curves.append(tpr)
+    macro = np.array([float(r["tpr_macro"]) for r in rows])
+    assert macro == pytest.approx(np.mean(curves, axis=0), abs=1e-5)
+
+
+def test_roc_interpolation_takes_the_upper_value_at_jumps() -> None:
+    fpr = np.array([0.0, 0.0, 0.5, 1.0])
+    tpr = np.array([0.0, 0.5, 0.5, 1.0])
+    grid = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert _interp_roc(fpr, tpr, grid) == pytest.approx([0.5, 0.5, 0.5, 0.75, 1.0])
+    y_true = np.repeat([0, 1], 5)
+    perfect = np.eye(2)[y_true]
+    assert roc_on_grid(y_true, perfect, 2) == pytest.approx(np.ones((2, FPR_GRID.size)))
+
+
+def test_class_absent_from_test_set_has_empty_roc_cells(tmp_path: Path) -> None:
+    y_true, prob = predictions(n=60, seed=2, k=3)
+    labels = ["angry", "calm", "happy", "neutral"]
+    prob4 = np.hstack([prob * 0.9, np.full((60, 1), 0.1)])
+    write_model_plots("wav2vec2", y_true, prob4, labels, clip_ids(60), [], tmp_path)
+    rows = read_csv(tmp_path / "roc.csv")
+    assert {r["tpr_neutral"] for r in rows} == {""}
+    assert all(r["tpr_macro"] and r["tpr_angry"] for r in rows)
+    assert read_csv(tmp_path / "history.csv") == []
+    assert (tmp_path / "history.csv").read_text().strip() == "epoch,train_loss,val_loss,val_uar"
+    assert (tmp_path / "history.png").stat().st_size > 5000
+
+
+def test_same_inputs_give_identical_files(tmp_path: Path) -> None:
+    y_true, prob = predictions(n=40, seed=9)
+    for name in ("a", "b"):
+        write_model_plots("m", y_true, prob, LABELS, clip_ids(40), history(3), tmp_path / name)
+    for path in sorted((tmp_path / "a").iterdir()):
+        assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes(), path.name
+
+
+def test_mismatched_clip_ids_are_rejected(tmp_path: Path) -> None:
+    y_true, prob = predictions(n=10)
+    with pytest.raises(ValueError, match="clip ids"):
+        write_model_plots("m", y_true, prob, LABELS, clip_ids(9), None, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def dvc_plots_yaml(models: list[str]) -> str:
+    """The top-level ``plots:`` block recommended for dvc.yaml (kept in step with the report)."""
+    lines = ["plots:"]
+    for m in models:
+        d = f"reports/plots/{m}"
+        lines += [
+            f"  - {m}_confusion:",
+            "      template: confusion_normalized",
+            f"      title: '{m}: confusion matrix (test set)'",
+            "      x: actual",
+            "      y:",
+            f"        {d}/predictions.csv: predicted",
+            "      x_label: actual",
+            "      y_label: predicted",
+            f"  - {m}_roc:",
+            "      template: simple",
+            f"      title: '{m}: macro-average ROC (one vs rest)'",
+            "      x: fpr",
+            "      y:",
+            f"        {d}/roc.csv: tpr_macro",
+            "      x_label: false positive rate",
+            "      y_label: true positive rate",
+            f"  - {m}_history:",
+            "      template: linear",
+            f"      title: '{m}: training history'",
+            "      x: epoch",
+            "      y:",
+            f"        {d}/history.csv: [train_loss, val_loss, val_uar]",
+            f"  - {d}/confusion.png",
+            f"  - {d}/roc.png",
+            f"  - {d}/history.png",
+        ]
+    lines += [
+        "  - roc_all_models:",
+        "      template: simple",
+        "      title: macro-average ROC, all models",
+        "      x: fpr",
+        "      y:",
+        *(f"        reports/plots/{m}/roc.csv: tpr_macro" for m in models),
+        "      x_label: false positive rate",
+        "      y_label: true positive rate",
+        "  - reports/comparison.png",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc command not installed")
+def test_dvc_plots_show_renders_the_files(tmp_path: Path) -> None:
+    models = ["hubert", "baseline"]
+    y_true, prob = predictions(n=50, seed=1)
+    write_model_plots(
+        "hubert", y_true, prob, LABELS, clip_ids(50), history(), tmp_path / "reports/plots/hubert"
+    )
+    write_model_plots(
+        "baseline", y_true, prob, LABELS, clip_ids(50), None, tmp_path / "reports/plots/baseline"
+    )
+    shutil.copy(tmp_path / "reports/plots/hubert/roc.png", tmp_path / "reports/comparison.png")
+    (tmp_path / "dvc.yaml").write_text(dvc_plots_yaml(models))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, env=env, check=True)
+    shown = subprocess.run(
+        ["dvc", "plots", "show", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert shown.returncode == 0, shown.stderr
+    result = json.loads(shown.stdout)
+    assert not result.get("errors"), result["errors"]
+    data = result["data"]
+    for m in models:
+        confusion = data[f"{m}_confusion"][0]["content"]["data"]["values"]
+        assert len(confusion) == 50 and {"actual", "predicted"} <= set(confusion[0])
+        assert len(data[f"{m}_roc"][0]["content"]["data"]["values"]) == 101
+        assert data[f"reports/plots/{m}/confusion.png"][0]["type"] == "image"
+    assert len(data["hubert_history"][0]["content"]["data"]["values"]) == 3 * 5
+    assert len(data["roc_all_models"][0]["content"]["data"]["values"]) == 2 * 101
+    html = subprocess.run(
+        ["dvc", "plots", "show", "-o", "out"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert html.returncode == 0, html.stderr
+    page = (tmp_path / "out/index.html").read_text()
+    assert "hubert_confusion" in page and "roc_all_models" in page
