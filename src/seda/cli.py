@@ -42,6 +42,20 @@ def _stage(args: argparse.Namespace) -> int:
     return int(module.main(args.args) or 0)
 
 
+def _setup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from seda.envs import EnvError, create_spleeter_env
+
+    try:
+        python = create_spleeter_env(Path(args.env), args.python)
+    except EnvError as err:
+        print(f"seda: {err}", file=sys.stderr)
+        return 2
+    print(f"spleeter environment ready: {python}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seda", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="stage module under seda.stages, e.g. " + ", ".join(STAGES))
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_stage)
+
+    p = sub.add_parser("setup", help="create an isolated environment (spleeter: TensorFlow, numpy<2)")
+    p.add_argument("what", choices=["spleeter"])
+    p.add_argument("--env", default=".venvs/spleeter", help="where to create the virtualenv")
+    p.add_argument("--python", default=None, help="a Python 3.8-3.11 interpreter for it")
+    p.set_defaults(func=_setup)
     return parser
 
 

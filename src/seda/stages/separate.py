@@ -29,6 +29,7 @@ from seda.config import ConfigError, build, load_params
 from seda.io import RejectLog, atomic_path, read_csv, rel_to_cwd, sha256_file, write_csv_atomic
 from seda.logs import setup_logging
 from seda.parallel import map_files
+from seda.separation import DemucsBackend, SpleeterBackend
 
 log = logging.getLogger(__name__)
 
@@ -347,8 +348,19 @@ def _remove_stale(out_dir: Path, keep: set[Path]) -> None:
             wav.unlink()
 
 
+for _model_backend in (SpleeterBackend, DemucsBackend):
+    register_backend(SeparationBackend.register(_model_backend))
+
+
+def settings_for(section: dict[str, Any] | None) -> Any:
+    """Build the settings class of the backend the section names (each backend has its own keys)."""
+    section = dict(section or {})
+    cls = BACKENDS.get(section.get("backend", SeparateSettings.backend))
+    return build(getattr(cls, "settings_class", SeparateSettings), section, "separate")
+
+
 def run(params: dict[str, Any]) -> dict[str, Any]:
-    settings = build(SeparateSettings, params.get("separate"), "separate")
+    settings = settings_for(params.get("separate"))
     make_backend(settings)
     if not RAW_MANIFEST.exists():
         raise ConfigError(f"{RAW_MANIFEST} not found: run the collect stage first")
