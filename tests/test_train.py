@@ -1,0 +1,345 @@
+"""train: the probe learns, protocols never leak test data, the stage writes model/metrics/plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from seda.config import ConfigError
+from seda.features import INDEX_COLUMNS, save_features
+from seda.io import read_csv, write_csv_atomic
+from seda.stages import train
+from seda.stages.train import (
+    Fold,
+    ProbeLearner,
+    TrainSettings,
+    check_disjoint,
+    class_weights,
+    holdout_fold,
+    loso_folds,
+)
+
+SR = 16000
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": [16] * 7,
+    "num_conv_pos_embeddings": 8,
+    "num_conv_pos_embedding_groups": 2,
+}
+LABELS = ("angry", "calm", "sad")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def manifest_rows(n_speakers: int = 5, per_label: int = 4) -> list[dict]:
+    """A clean manifest: each speaker has its own videos; one video is shared by two speakers."""
+    rows = []
+    for s in range(n_speakers):
+        for label in LABELS:
+            for k in range(per_label):
+                video = f"v{s}_{k % 2}" if not (s == 1 and k == 0) else "v0_0"
+                rows.append(
+                    {
+                        "clip_id": f"s{s}_{label}_{k}",
+                        "path": f"c/s{s}_{label}_{k}.wav",
+                        "label": label,
+                        "speaker": f"spk{s}",
+                        "source_id": video,
+                    }
+                )
+    return rows
+
+
+def feature_store(root: Path, n_speakers: int = 5, per_label: int = 6, seed: int = 0) -> None:
+    """Features where layer 1 separates the labels and layers 0 and 2 are noise."""
+    from seda.stages.split import SplitSettings, speaker_grouped_split
+
+    rng = np.random.default_rng(seed)
+    rows = speaker_grouped_split(manifest_rows(n_speakers, per_label), SplitSettings(), seed)
+    x = rng.standard_normal((len(rows), 3, 8)).astype(np.float32)
+    for i, r in enumerate(rows):
+        x[i, 1, LABELS.index(r["label"])] += 2.5
+    save_features(
+        root / "data/features/hubert",
+        x.astype(np.float16),
+        rows,
+        {
+            "model": "hubert",
+            "checkpoint": "facebook/hubert-base-ls960",
+            "weights": "random",
+            "pooling": "mean",
+            "sample_rate": SR,
+            "backbone": {"arch": "hubert", "weights": "random"},
+        },
+    )
+
+
+def params(**over: object) -> dict:
+    backbone = {
+        "arch": "hubert",
+        "checkpoint": "facebook/hubert-base-ls960",
+        "weights": "random",
+        "random_init": dict(TINY),
+        "batch_seconds": 4.0,
+        "max_batch_size": 4,
+    }
+    p = {
+        "seed": 0,
+        "workers": 1,
+        "backbones": {"hubert": backbone},
+        "train": {"epochs": 40, "batch_size": 16, "patience": 10, "hidden": 16, "lr": 1e-2},
+        "eval": {"protocol": "holdout", "n_bootstrap": 10},
+    }
+    for key, value in over.items():
+        p[key] = {**p.get(key, {}), **value} if isinstance(value, dict) else value
+    return p
+
+
+def test_probe_learns_and_weights_the_informative_layer() -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 40)
+    x = rng.standard_normal((120, 4, 8)).astype(np.float32)
+    x[np.arange(120), 2, y] += 3.0
+    idx = rng.permutation(120)
+    train_idx, val_idx, test_idx = idx[:70], idx[70:90], idx[90:]
+    settings = TrainSettings(epochs=60, batch_size=16, patience=20, hidden=16, lr=1e-2)
+    learner = ProbeLearner(x, y, 3, settings, seed=0, device=torch.device("cpu"))
+    history = learner.fit(train_idx, val_idx)
+    prob = learner.predict_proba(test_idx)
+    assert prob.shape == (30, 3) and np.allclose(prob.sum(1), 1, atol=1e-5)
+    assert (prob.argmax(1) == y[test_idx]).mean() > 0.8
+    weights = learner.head.layer_weights().detach().numpy()
+    assert weights.argmax() == 2 and abs(weights.sum() - 1) < 1e-6
+    assert history[0]["val_uar"] < max(h["val_uar"] for h in history)
+    assert set(history[0]) == {"epoch", "train_loss", "val_loss", "val_uar"}
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_class_weights_balance_classes() -> None:
+    w = class_weights(np.array([0, 0, 0, 1]), 3).numpy()
+    assert np.allclose(w, [4 / 6, 2.0, 0.0])
+
+
+def test_honest_split_has_no_shared_clip_speaker_or_source() -> None:
+    from seda.stages.split import SplitSettings, speaker_grouped_split
+
+    rows = speaker_grouped_split(manifest_rows(6, 3), SplitSettings(), seed=3)
+    fold = holdout_fold(rows)
+    check_disjoint(rows, fold)
+    train_rows = [rows[i] for i in np.concatenate([fold.train, fold.val])]
+    test_rows = [rows[i] for i in fold.test]
+    for key in ("clip_id", "speaker", "source_id"):
+        assert not {r[key] for r in train_rows} & {r[key] for r in test_rows}, key
+    # spk0 and spk1 share video v0_0, so they are one group and stay on one side.
+    side = {r["speaker"]: r["split"] for r in rows}
+    assert side["spk0"] == side["spk1"]
+    for fold in loso_folds(rows):
+        check_disjoint(rows, fold)
+
+
+def test_loso_folds_partition_rows_and_validate_on_another_fold() -> None:
+    rows = [{"fold": str(i % 4)} for i in range(20)]
+    folds = loso_folds(rows)
+    assert len(folds) == 4
+    assert sorted(np.concatenate([f.test for f in folds]).tolist()) == list(range(20))
+    for f in folds:
+        parts = [set(f.train.tolist()), set(f.val.tolist()), set(f.test.tolist())]
+        assert sum(map(len, parts)) == 20 and not (parts[0] & parts[1] or parts[1] & parts[2])
+        assert len({rows[i]["fold"] for i in f.val}) == 1
+    with pytest.raises(ConfigError, match="at least 3 folds"):
+        loso_folds([{"fold": "0"}, {"fold": "1"}])
+
+
+def test_leaky_fold_is_refused() -> None:
+    rows = [
+        {"clip_id": "a", "speaker": "x", "source_id": "v1"},
+        {"clip_id": "b", "speaker": "y", "source_id": "v2"},
+        {"clip_id": "c", "speaker": "x", "source_id": "v3"},
+    ]
+    with pytest.raises(ConfigError, match="speaker"):
+        check_disjoint(rows, Fold(np.array([0]), np.array([1]), np.array([2])))
+
+
+def test_probe_stage_outputs_and_test_labels_never_steer_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    feature_store(tmp_path)
+    summary = train.run(params(), "hubert")
+    metrics = json.loads(Path("reports/metrics/hubert.json").read_text())
+    assert metrics["model"] == "hubert" and metrics["mode"] == "probe"
+    assert metrics["protocol"] == "holdout" and metrics["backbone_weights"] == "random"
+    assert metrics["checkpoint"] == "facebook/hubert-base-ls960"
+    index = read_csv("data/features/hubert/index.csv")
+    counts = {s: sum(r["split"] == s for r in index) for s in ("train", "val", "test")}
+    assert (metrics["n_train"], metrics["n_val"], metrics["n_test"]) == (
+        counts["train"],
+        counts["val"],
+        counts["test"],
+    )
+    assert metrics["uar"] == summary["uar"] and metrics["uar"] > 0.6  # layer 1 is separable
+    model = json.loads(Path("models/hubert/model.json").read_text())
+    assert model["labels"] == list(LABELS) and len(model["layer_weights"]) == 3
+    assert model["backbone"]["weights"] == "random"
+    head = load_file("models/hubert/head.safetensors")
+    assert head["layer_logits"].shape == (3,)
+    history = read_csv("reports/plots/hubert/history.csv")
+    assert 1 <= len(history) <= 40
+    predictions = read_csv("reports/plots/hubert/predictions.csv")
+    assert {r["clip_id"] for r in predictions} == {
+        r["clip_id"] for r in index if r["split"] == "test"
+    }
+
+    # Relabel every test clip: training, early stopping and the saved head stay identical.
+    for r in index:
+        if r["split"] == "test":
+            r["label"] = LABELS[(LABELS.index(r["label"]) + 1) % 3]
+    write_csv_atomic("data/features/hubert/index.csv", index, INDEX_COLUMNS)
+    train.run(params(), "hubert")
+    head2 = load_file("models/hubert/head.safetensors")
+    assert all(torch.equal(head[k], head2[k]) for k in head)
+    assert read_csv("reports/plots/hubert/history.csv") == history
+    metrics2 = json.loads(Path("reports/metrics/hubert.json").read_text())
+    assert metrics2["uar"] < metrics["uar"]
+
+
+def test_loso_pools_every_clip_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    feature_store(tmp_path, n_speakers=4, per_label=3)
+    train.run(params(eval={"protocol": "loso"}, train={"epochs": 5}), "hubert")
+    metrics = json.loads(Path("reports/metrics/hubert.json").read_text())
+    index = read_csv("data/features/hubert/index.csv")
+    n_folds = len({r["fold"] for r in index})
+    assert metrics["protocol"] == "loso" and metrics["n_folds"] == n_folds >= 3
+    assert metrics["n_test"] == len(index)
+    predictions = read_csv("reports/plots/hubert/predictions.csv")
+    assert sorted(r["clip_id"] for r in predictions) == sorted(r["clip_id"] for r in index)
+
+
+def write_clips(root: Path) -> None:
+    """Tone clips (pitch per label) and splits.csv for the waveform paths."""
+    from seda.stages.split import SPLIT_COLUMNS, SplitSettings, speaker_grouped_split
+
+    rows = speaker_grouped_split(manifest_rows(4, 2), SplitSettings(), 0)
+    rng = np.random.default_rng(0)
+    for r in rows:
+        f0 = {"angry": 320.0, "calm": 200.0, "sad": 130.0}[r["label"]]
+        t = np.arange(SR) / SR
+        y = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.01 * rng.standard_normal(SR)
+        path = root / r["path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, y.astype(np.float32), SR, subtype="PCM_16")
+    write_csv_atomic(root / "data/splits/splits.csv", rows, SPLIT_COLUMNS)
+
+
+def test_finetune_updates_the_transformer_not_the_frozen_cnn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seda.backbones import BackboneSettings, load_backbone
+
+    monkeypatch.chdir(tmp_path)
+    write_clips(tmp_path)
+    p = params(
+        train={
+            "mode": "finetune",
+            "epochs": 2,
+            "batch_size": 4,
+            "grad_accum": 2,
+            "backbone_lr": 1e-3,
+        }
+    )
+    train.run(p, "hubert")
+    metrics = json.loads(Path("reports/metrics/hubert.json").read_text())
+    assert metrics["mode"] == "finetune" and np.isfinite(metrics["uar"])
+    assert len(read_csv("reports/plots/hubert/history.csv")) == 2
+    from transformers import HubertModel
+
+    tuned = HubertModel.from_pretrained("models/hubert/backbone").state_dict()
+    start = load_backbone(BackboneSettings(**p["backbones"]["hubert"]))[0].state_dict()
+    cnn = "feature_extractor.conv_layers.0.conv.weight"
+    attn = "encoder.layers.0.attention.k_proj.weight"
+    assert torch.equal(tuned[cnn], start[cnn])
+    assert not torch.equal(tuned[attn], start[attn])
+
+
+def test_baseline_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("seda.baseline")
+    monkeypatch.chdir(tmp_path)
+    feature_store(tmp_path, n_speakers=5, per_label=6)
+    src = tmp_path / "data/features/hubert"
+    x = np.load(src / "features.npy")[:, 1:2, :].astype(np.float32)
+    save_features(
+        tmp_path / "data/features/baseline", x, read_csv(src / "index.csv"), {"model": "baseline"}
+    )
+    train.run(params(baseline={"speaker_standardise": False}), "baseline")
+    metrics = json.loads(Path("reports/metrics/baseline.json").read_text())
+    assert metrics["mode"] == "baseline" and metrics["checkpoint"] is None
+    assert metrics["uar"] > 0.6
+    assert Path("models/baseline/baseline.safetensors").exists()
+
+
+def test_cli_missing_features_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text(json.dumps(params()))
+    assert train.main(["hubert"]) == 2
+    assert "featurize" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_hydra_multirun_two_backbones(tmp_path: Path) -> None:
+    """`python -m seda.train -m backbone=hubert,wavlm` on tiny data, joblib launcher."""
+    import shutil
+
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    config = tmp_path / "conf/config.yaml"
+    text = config.read_text()
+    if "backbone@backbones" not in text:  # until conf/config.yaml composes the backbones
+        text = text.replace(
+            "  - _self_",
+            "  - backbone@backbones.hubert: hubert\n"
+            "  - backbone@backbones.wavlm: wavlm\n  - _self_",
+            1,
+        )
+        config.write_text(text)
+    write_clips(tmp_path)
+    env = {**os.environ, "SEDA_DEVICE": "cpu", "PYTHONWARNINGS": "ignore"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "seda.train",
+        "-m",
+        "backbone=hubert,wavlm",
+        "++train.epochs=2",
+        "++train.hidden=8",
+        "++eval.n_bootstrap=5",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("hubert", "wavlm"):
+        metrics = json.loads((tmp_path / f"reports/metrics/{name}.json").read_text())
+        assert metrics["model"] == name and metrics["backbone_weights"] == "random"
+        assert len(read_csv(tmp_path / f"reports/plots/{name}/history.csv")) <= 2
+        assert (tmp_path / f"data/features/{name}/features.npy").exists()
+
+
+def test_stale_features_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    feature_store(tmp_path, n_speakers=4, per_label=2)
+    p = params()
+    p["backbones"]["hubert"]["weights"] = "pretrained"
+    with pytest.raises(ConfigError, match="re-run"):
+        train.run(p, "hubert")
+    assert not Path("reports/metrics/hubert.json").exists()
