@@ -17,10 +17,16 @@ pytestmark = pytest.mark.slow
 
 
 def _copy_tracked_tree(dst: Path) -> None:
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT, check=True, capture_output=True,
-    ).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, files):
         src = ROOT / rel
         if not src.is_file():
@@ -33,7 +39,9 @@ def _copy_tracked_tree(dst: Path) -> None:
 def _run(cmd: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
     return proc
 
 
@@ -49,15 +57,20 @@ def demo_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
 def test_dvc_repro_builds_the_demo_dataset(demo_repo: Path) -> None:
-    raw = list(csv.DictReader(open(demo_repo / "data/raw/manifest.csv", encoding="utf-8")))
+    raw = _read_csv(demo_repo / "data/raw/manifest.csv")
     assert raw and all(r["sha256"] and r["source_url"] for r in raw)
-    clips = list(csv.DictReader(open(demo_repo / "data/clean/manifest.csv", encoding="utf-8")))
+    clips = _read_csv(demo_repo / "data/clean/manifest.csv")
     assert {c["label"] for c in clips} == {"angry", "calm", "happy", "sad"}
     for clip in clips[:20]:
         assert (demo_repo / clip["path"]).is_file()
         assert clip["path"].startswith(f"data/clean/{clip['label']}/")
-    splits = list(csv.DictReader(open(demo_repo / "data/splits/splits.csv", encoding="utf-8")))
+    splits = _read_csv(demo_repo / "data/splits/splits.csv")
     assert len(splits) == len(clips)
     by_split: dict[str, set[str]] = {}
     for row in splits:

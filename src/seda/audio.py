@@ -115,8 +115,8 @@ def load_audio(
     try:
         with sf.SoundFile(str(path)) as fh:
             sr = int(fh.samplerate)
-            first = int(round(start * sr))
-            last = fh.frames if end is None else min(fh.frames, int(round(end * sr)))
+            first = round(start * sr)
+            last = fh.frames if end is None else min(fh.frames, round(end * sr))
             if fh.frames <= 0:
                 raise AudioError("no audio frames (empty or truncated file)")
             fh.seek(min(first, fh.frames))
@@ -126,7 +126,7 @@ def load_audio(
         y, sr = _ffmpeg_decode(path, samplerate=None)
         if y.size == 0:
             raise AudioError(f"not decodable audio ({_short(err)})") from err
-        y = y[int(round(start * sr)) : None if end is None else int(round(end * sr))]
+        y = y[round(start * sr) : None if end is None else round(end * sr)]
     y = np.ascontiguousarray(y, dtype=np.float32)
     check_finite(y)
     if samplerate and samplerate != sr:
@@ -162,7 +162,9 @@ def iter_audio_blocks(
         if fh.frames <= 0:
             raise AudioError("no audio frames (empty or truncated file)")
         sr_in = int(fh.samplerate)
-        stream = None if sr_in == samplerate else soxr.ResampleStream(sr_in, samplerate, 1, "float32")
+        stream = (
+            None if sr_in == samplerate else soxr.ResampleStream(sr_in, samplerate, 1, "float32")
+        )
         emitted = 0
         block = max(1, int(block_seconds * sr_in))
         while True:
@@ -181,18 +183,37 @@ def iter_audio_blocks(
 
 def _ffmpeg_decode(path: Path, samplerate: int | None) -> tuple[np.ndarray, int]:
     sr = samplerate or _ffmpeg_native_rate(path) or 16000
-    cmd = [find_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-f", "f32le",
-           "-ac", "1", "-ar", str(sr), "-"]
+    cmd = [
+        find_ffmpeg(),
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-vn",
+        "-f",
+        "f32le",
+        "-ac",
+        "1",
+        "-ar",
+        str(sr),
+        "-",
+    ]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0 and not proc.stdout:
-        raise AudioError(f"not decodable audio ({_short(Exception(proc.stderr.decode(errors='replace')))})")
+        raise AudioError(
+            f"not decodable audio ({_short(Exception(proc.stderr.decode(errors='replace')))})"
+        )
     y = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
     return y, sr
 
 
 def _ffmpeg_native_rate(path: Path) -> int | None:
-    proc = subprocess.run([find_ffmpeg(), "-nostdin", "-hide_banner", "-i", str(path)],
-                          capture_output=True, check=False)
+    proc = subprocess.run(
+        [find_ffmpeg(), "-nostdin", "-hide_banner", "-i", str(path)],
+        capture_output=True,
+        check=False,
+    )
     text = proc.stderr.decode(errors="replace")
     for token in text.split(","):
         token = token.strip()
@@ -207,18 +228,32 @@ def _ffmpeg_native_rate(path: Path) -> int | None:
 def write_wav(path: str | Path, y: np.ndarray, samplerate: int, subtype: str = "PCM_16") -> None:
     """Write mono audio as WAV atomically (temporary name, then rename)."""
     with atomic_path(path, suffix=".tmp.wav") as tmp:
-        sf.write(str(tmp), np.asarray(y, dtype=np.float32), samplerate, subtype=subtype, format="WAV")
+        sf.write(
+            str(tmp), np.asarray(y, dtype=np.float32), samplerate, subtype=subtype, format="WAV"
+        )
 
 
 def to_wav_with_ffmpeg(src: str | Path, dst: str | Path, samplerate: int | None = None) -> None:
-    """Convert any ffmpeg-readable file to 16-bit WAV atomically (keeps channels unless resampled)."""
+    """Convert any ffmpeg-readable file to 16-bit WAV atomically (channels kept)."""
     with atomic_path(dst, suffix=".tmp.wav") as tmp:
-        cmd = [find_ffmpeg(), "-nostdin", "-v", "error", "-y", "-i", str(src), "-vn",
-               "-acodec", "pcm_s16le"]
+        cmd = [
+            find_ffmpeg(),
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(src),
+            "-vn",
+            "-acodec",
+            "pcm_s16le",
+        ]
         if samplerate:
             cmd += ["-ar", str(samplerate)]
         cmd += [str(tmp)]
         proc = subprocess.run(cmd, capture_output=True, check=False)
         if proc.returncode != 0:
-            raise AudioError(f"ffmpeg could not convert {Path(src).name}: "
-                             f"{_short(Exception(proc.stderr.decode(errors='replace')))}")
+            raise AudioError(
+                f"ffmpeg could not convert {Path(src).name}: "
+                f"{_short(Exception(proc.stderr.decode(errors='replace')))}"
+            )

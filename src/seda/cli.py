@@ -24,9 +24,7 @@ def _check(args: argparse.Namespace) -> int:
     expected = compose(args.overrides)
     actual = load_params(args.params)
     if expected != actual:
-        diff = sorted(
-            k for k in set(expected) | set(actual) if expected.get(k) != actual.get(k)
-        )
+        diff = sorted(k for k in set(expected) | set(actual) if expected.get(k) != actual.get(k))
         print(
             f"{args.params} differs from the composition of conf/ in: {', '.join(diff)}. "
             "Run `seda compose` (plain `dvc repro` does not compose).",
@@ -75,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_stage)
 
-    p = sub.add_parser("setup", help="create an isolated environment (spleeter: TensorFlow, numpy<2)")
+    p = sub.add_parser(
+        "setup", help="create an isolated environment (spleeter: TensorFlow, numpy<2)"
+    )
     p.add_argument("what", choices=["spleeter"])
     p.add_argument("--env", default=".venvs/spleeter", help="where to create the virtualenv")
     p.add_argument("--python", default=None, help="a Python 3.8-3.11 interpreter for it")

@@ -49,7 +49,9 @@ def compose(overrides: Sequence[str] = (), conf_dir: str | Path = CONF_DIR) -> d
 def write_params(params: Mapping[str, Any], path: str | Path = PARAMS_FILE) -> None:
     from seda.io import write_text_atomic
 
-    header = "# Generated from conf/ by `seda compose` (or `dvc exp run`): edit conf/, not this file.\n"
+    header = (
+        "# Generated from conf/ by `seda compose` (or `dvc exp run`): edit conf/, not this file.\n"
+    )
     write_text_atomic(path, header + OmegaConf.to_yaml(OmegaConf.create(dict(params))))
 
 
@@ -72,8 +74,10 @@ def build(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
             value = build(sub, value, f"{where}.{name}" if where else name)
         kwargs[name] = value
     missing = [
-        n for n, f in fields.items()
-        if n not in kwargs and f.default is dataclasses.MISSING
+        n
+        for n, f in fields.items()
+        if n not in kwargs
+        and f.default is dataclasses.MISSING
         and f.default_factory is dataclasses.MISSING
     ]
     if missing:

@@ -52,5 +52,7 @@ def load_features(
     index = read_csv(feature_dir / "index.csv")
     meta = json.loads((feature_dir / "meta.json").read_text(encoding="utf-8"))
     if features.shape[0] != len(index):
-        raise ValueError(f"{feature_dir}: {features.shape[0]} feature rows but {len(index)} index rows")
+        raise ValueError(
+            f"{feature_dir}: {features.shape[0]} feature rows but {len(index)} index rows"
+        )
     return features, index, meta
