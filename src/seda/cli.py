@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from seda.config import ConfigError, compose, load_params, write_params
 from seda.logs import setup_logging
 
+# Commands with their own argument parsers: everything after the name is theirs.
+PASSTHROUGH = {"predict": "seda.predict", "review": "seda.review"}
+
 STAGES = ("demo", "collect", "separate", "clean", "split", "figures")
 
 
@@ -80,11 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default=".venvs/spleeter", help="where to create the virtualenv")
     p.add_argument("--python", default=None, help="a Python 3.8-3.11 interpreter for it")
     p.set_defaults(func=_setup)
+
+    sub.add_parser(
+        "predict", add_help=False, help="emotion of every speech segment of files, folders or URLs"
+    )
+    sub.add_parser("review", add_help=False, help="review pseudo-labels in the browser")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:
+        return int(importlib.import_module(PASSTHROUGH[argv[0]]).main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -26,6 +26,7 @@ from scipy.sparse.csgraph import connected_components
 from seda.config import ConfigError, build, load_params
 from seda.io import read_csv, write_csv_atomic, write_json_atomic
 from seda.logs import setup_logging
+from seda.review import apply_reviewed_labels
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +281,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     seed = int(params.get("seed", 0))
     if not CLEAN_MANIFEST.exists():
         raise ConfigError(f"{CLEAN_MANIFEST} not found: run the clean stage first")
-    rows = read_csv(CLEAN_MANIFEST)
+    # Labels confirmed or corrected in `seda review` override the collected ones.
+    rows = apply_reviewed_labels(read_csv(CLEAN_MANIFEST))
     if not rows:
         raise ConfigError(f"{CLEAN_MANIFEST} has no clips: nothing to split")
     out_rows = speaker_grouped_split(rows, settings, seed)

@@ -64,6 +64,10 @@ PLOTS_DIR = Path("reports/plots")
 BASELINE = "baseline"
 UNLABELLED = "unknown"
 PROBE_THREADS = 1
+# models/<model>/model.json identifies itself so that a loader (seda.model_io) can refuse files
+# it does not understand; bump the version when the folder's layout or keys change.
+MODEL_FORMAT = "seda-model"
+MODEL_FORMAT_VERSION = 1
 
 
 @dataclass
@@ -486,6 +490,7 @@ class FinetuneLearner:
             "dim": cfg.hidden_size,
             "finetuned_backbone": "backbone",
             "backbone": backbone_reference(self.backbone_settings, self.model.backbone),
+            "preprocessing": self.prep.as_dict() if self.prep else None,
         }
 
 
@@ -701,6 +706,8 @@ def run(params: dict[str, Any], model_name: str) -> dict[str, Any]:
     write_json_atomic(
         out_dir / "model.json",
         {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
             "model": model_name,
             "mode": mode,
             "labels": data.labels,
@@ -708,7 +715,10 @@ def run(params: dict[str, Any], model_name: str) -> dict[str, Any]:
             "pooling": bb.pooling if bb else None,
             "head": {"hidden": settings.hidden, "dropout": settings.dropout} if bb else None,
             "backbone": saved.pop("backbone", None) or data.meta.get("backbone"),
-            "preprocessing": data.meta.get("preprocessing") if data.meta else None,
+            "preprocessing": saved.pop("preprocessing", None)
+            or (data.meta.get("preprocessing") if data.meta else None),
+            # How raw audio became the training clips (clean stage + VAD): predict repeats it.
+            "audio": {"clean": params.get("clean"), "vad": params.get("vad")},
             "features": {k: data.meta.get(k) for k in ("shape", "dtype", "pooling", "sample_rate")}
             if data.meta
             else None,
