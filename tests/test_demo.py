@@ -60,6 +60,31 @@ def test_every_label_and_speaker_with_the_right_duration(tmp_path, small_demo_se
     assert 0 <= float(sections[0]["start"]) < float(sections[0]["end"]) <= settings.item_seconds
 
 
+def test_reference_voice_is_the_speech_part_as_mixed(tmp_path, small_demo_settings):
+    settings = replace(small_demo_settings, out_dir=str(tmp_path))
+    summary = generate(settings)
+    items = plan_items(settings)
+    references = sorted((tmp_path / demo.REFERENCE_DIR).iterdir())
+    assert summary["reference"] == (tmp_path / demo.REFERENCE_DIR).as_posix()
+    assert [p.name for p in references] == sorted(f"{it.item_id}.wav" for it in items)
+    assert all(demo.REFERENCE_DIR not in r["url"] for r in _sources(tmp_path))
+    lsb = 1 / 32768
+    for item in items:
+        voice, sr = sf.read(str(tmp_path / demo.REFERENCE_DIR / f"{item.item_id}.wav"))
+        assert sr == settings.sample_rate and len(voice) == settings.item_seconds * sr
+        assert sf.info(str(tmp_path / demo.REFERENCE_DIR / f"{item.item_id}.wav")).subtype == (
+            "PCM_16"
+        )
+        parts = synthesize_parts(settings, item)
+        _, gain = demo.mix_parts(parts)
+        assert np.max(np.abs(voice - gain * parts["speech"])) <= lsb
+        if item.suffix == ".wav":  # lossless media: mixture - music - noise = the voice
+            mix, _ = sf.read(str(tmp_path / "media" / f"{item.item_id}.wav"))
+            rest = mix - gain * (parts["music"] + parts["noise"])
+            assert np.max(np.abs(rest - voice)) <= 2 * lsb
+            assert np.max(np.abs(voice)) > 100 * lsb
+
+
 def test_titles_that_a_collector_must_survive(tmp_path, small_demo_settings):
     generate(replace(small_demo_settings, out_dir=str(tmp_path)))
     titles = [r["title"] for r in _sources(tmp_path)]

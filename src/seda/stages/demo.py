@@ -14,6 +14,10 @@ Output (``demo.out_dir``, default ``data/demo``):
   demo folder (``media/<item>.wav``), which is the ``root`` of ``conf/dataset/demo.yaml``; the
   collector (``allow_file_urls: true``) resolves it against ``root``, turns it into a
   ``file://`` URL and downloads it through yt-dlp like any web video.
+- ``reference/<item>.wav``: the clean voice of every item exactly as mixed into its media file
+  (same gain, sample rate and length; PCM16 WAV), the ground truth that the figures stage scores
+  separation against (SI-SDR). It covers the whole item even where the sources row asks for a
+  section: cut it at the row's ``start``/``end``. Not in ``sources.csv``: it is not collected.
 
 Bytes are identical for the same parameters: all randomness comes from ``numpy`` generators
 seeded by (seed, speaker, label, item); OGG stream serial numbers (random in libsndfile) are
@@ -44,6 +48,8 @@ log = logging.getLogger(__name__)
 LABELS = ("angry", "calm", "happy", "sad")
 SOURCES_COLUMNS = ("url", "label", "speaker", "start", "end", "title")
 MEDIA_SUFFIXES = (".wav", ".flac", ".ogg")
+# Sub-folder of ``out_dir`` with the clean voice of every item (``<item_id>.wav``).
+REFERENCE_DIR = "reference"
 # 2024-01-01T00:00:00Z: pinned mtime of every generated file.
 FIXED_MTIME = 1704067200
 # Nominal RMS of speech at 0 dB emotion gain; music and noise levels are relative to it, so the
@@ -152,14 +158,31 @@ def synthesize_parts(settings: DemoSettings, item: DemoItem) -> dict[str, np.nda
     return {"speech": speech, "music": music, "noise": noise}
 
 
-def synthesize_item(settings: DemoSettings, item: DemoItem) -> np.ndarray:
-    """One item: speech + music bed + noise, float32 mono at ``settings.sample_rate``."""
-    parts = synthesize_parts(settings, item)
+def mix_parts(parts: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
+    """Speech + music bed + noise as float32, and the gain that kept its peak at most 0.98.
+
+    The same gain applies to every part, so ``gain * parts["speech"]`` is the voice as mixed.
+    """
     mix = parts["speech"] + parts["music"] + parts["noise"]
     peak = float(np.max(np.abs(mix)))
-    if peak > 0.98:
-        mix *= 0.98 / peak
-    return mix.astype(np.float32)
+    gain = 0.98 / peak if peak > 0.98 else 1.0
+    if gain != 1.0:
+        mix *= gain
+    return mix.astype(np.float32), gain
+
+
+def synthesize_item(settings: DemoSettings, item: DemoItem) -> np.ndarray:
+    """One item: speech + music bed + noise, float32 mono at ``settings.sample_rate``."""
+    return mix_parts(synthesize_parts(settings, item))[0]
+
+
+def synthesize_item_and_reference(
+    settings: DemoSettings, item: DemoItem
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mixture, clean voice exactly as mixed), both float32 of the same length."""
+    parts = synthesize_parts(settings, item)
+    mix, gain = mix_parts(parts)
+    return mix, (parts["speech"] * gain).astype(np.float32)
 
 
 def _scale_to_rms(y: np.ndarray, rms: float) -> np.ndarray:
@@ -386,22 +409,28 @@ def validate(settings: DemoSettings) -> None:
         raise ConfigError(f"demo.sample_rate must be >= 8000 (got {settings.sample_rate})")
 
 
+def _remove_stale(folder: Path, wanted: set[str]) -> None:
+    """Drop media left by earlier parameters (e.g. fewer speakers now)."""
+    if folder.exists():
+        for stale in folder.iterdir():
+            if stale.suffix in MEDIA_SUFFIXES and stale.name not in wanted:
+                stale.unlink()
+
+
 def generate(settings: DemoSettings) -> dict[str, Any]:
     """Write the whole demo corpus into ``settings.out_dir``; return a summary."""
     from tqdm.auto import tqdm
 
     validate(settings)
     out = Path(settings.out_dir)
-    media = out / "media"
+    media, reference = out / "media", out / REFERENCE_DIR
     items = plan_items(settings)
-    wanted = {f"{it.item_id}{it.suffix}" for it in items}
-    if media.exists():
-        for stale in media.iterdir():
-            if stale.suffix in MEDIA_SUFFIXES and stale.name not in wanted:
-                stale.unlink()
+    _remove_stale(media, {f"{it.item_id}{it.suffix}" for it in items})
+    _remove_stale(reference, {f"{it.item_id}.wav" for it in items})
     for item in tqdm(items, desc="demo", unit="item", disable=None):
-        y = synthesize_item(settings, item)
+        y, voice = synthesize_item_and_reference(settings, item)
         write_media(media / f"{item.item_id}{item.suffix}", y, settings.sample_rate, item.index + 1)
+        write_media(reference / f"{item.item_id}.wav", voice, settings.sample_rate, item.index + 1)
     sources = out / "sources.csv"
     write_csv_atomic(sources, source_rows(settings, items), SOURCES_COLUMNS)
     os.utime(sources, (FIXED_MTIME, FIXED_MTIME))
@@ -410,6 +439,7 @@ def generate(settings: DemoSettings) -> dict[str, Any]:
         "seconds": len(items) * settings.item_seconds,
         "formats": sorted({it.suffix for it in items}),
         "sources": sources.as_posix(),
+        "reference": reference.as_posix(),
     }
 
 

@@ -3,7 +3,9 @@
 Writes to ``figures.out_dir``:
 - ``waveplots.png``: waveform of one test clip per emotion (the first by clip_id), one panel each;
 - ``spectrograms.png``: the same clips as log-mel spectrograms on one shared dB colour scale;
-- ``separation.png``: raw mixture above separated voice of one item, when separation wrote audio.
+- ``separation.png``: raw mixture above separated voice of one item, when separation wrote audio;
+  with a third panel, the clean reference voice, when the item has one (the demo corpus writes
+  ``<demo.out_dir>/reference/<media stem>.wav``), and SI-SDR against it in the panel titles.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +29,15 @@ from seda.audio import AudioError, load_audio
 from seda.config import ConfigError, build, load_params
 from seda.io import atomic_path, read_csv
 from seda.logs import setup_logging
+from seda.stages.separate import si_sdr
 
 log = logging.getLogger(__name__)
 
 SPLITS = Path("data/splits/splits.csv")
 RAW_MANIFEST = Path("data/raw/manifest.csv")
 SEPARATED_MANIFEST = Path("data/separated/manifest.csv")
+DEMO_DIR = Path("data/demo")
+REFERENCE_DIR = "reference"  # = seda.stages.demo.REFERENCE_DIR
 DB_RANGE = 80.0
 LABEL_COLOURS = {
     "angry": "#c0392b",
@@ -160,6 +167,16 @@ def plot_spectrograms(
     _save(fig, path, settings.dpi)
 
 
+def separation_scores(
+    reference: np.ndarray, mixture: np.ndarray, voice: np.ndarray
+) -> tuple[float, float]:
+    """SI-SDR (dB) of the mixture and of the separated voice against the clean reference voice.
+
+    The gain of separation is the second minus the first. Arrays must share one sample rate.
+    """
+    return si_sdr(reference, mixture), si_sdr(reference, voice)
+
+
 def plot_separation(
     item_id: str,
     mixture: np.ndarray,
@@ -168,27 +185,39 @@ def plot_separation(
     path: Path,
     settings: FiguresSettings,
     backend: str = "",
-) -> None:
-    """Raw mixture above separated voice, same mel axes and dB scale (re. the mixture's peak)."""
-    mix_mel = librosa.feature.melspectrogram(
-        y=mixture,
-        sr=sr,
-        n_mels=settings.n_mels,
-        hop_length=settings.hop_length,
-        n_fft=4 * settings.hop_length,
-    )
-    voice_mel = librosa.feature.melspectrogram(
-        y=voice,
-        sr=sr,
-        n_mels=settings.n_mels,
-        hop_length=settings.hop_length,
-        n_fft=4 * settings.hop_length,
-    )
-    ref = float(mix_mel.max()) or 1.0
-    fig, axes = _subplots(2, 1, figsize=(11, 6.4), sharex=True)
-    titles = ("Raw mixture", f"Separated voice{f' ({backend})' if backend else ''}")
+    reference: np.ndarray | None = None,
+    offset: float = 0.0,
+) -> tuple[float, float] | None:
+    """Mixture, separated voice (and the clean reference voice) one above the other.
+
+    Same mel axes and one dB scale (re. the mixture's peak). With a reference, SI-SDR of the
+    mixture and of the voice against it go into the titles and are returned; else None.
+    ``offset`` (s) is where the excerpt starts in the source, for the title.
+    """
+    signals = [mixture, voice] + ([] if reference is None else [reference])
+    mels = [
+        librosa.feature.melspectrogram(
+            y=y,
+            sr=sr,
+            n_mels=settings.n_mels,
+            hop_length=settings.hop_length,
+            n_fft=4 * settings.hop_length,
+        )
+        for y in signals
+    ]
+    titles = ["Raw mixture", f"Separated voice{f' ({backend})' if backend else ''}"]
+    scores = None
+    if reference is not None:
+        scores = separation_scores(reference, mixture, voice)
+        titles[0] += f"  ·  SI-SDR {scores[0]:+.1f} dB"
+        titles[1] += (
+            f"  ·  SI-SDR {scores[1]:+.1f} dB ({scores[1] - scores[0]:+.1f} dB vs. mixture)"
+        )
+        titles.append("Reference voice (clean, as mixed)")
+    ref = float(mels[0].max()) or 1.0
+    fig, axes = _subplots(len(mels), 1, figsize=(11, 3.2 * len(mels)), sharex=True)
     image = None
-    for ax, mel, title in zip(axes, (mix_mel, voice_mel), titles, strict=True):
+    for ax, mel, title in zip(axes, mels, titles, strict=True):
         db = librosa.power_to_db(mel, ref=ref, top_db=None)
         image = librosa.display.specshow(
             db,
@@ -203,24 +232,70 @@ def plot_separation(
         )
         ax.set_title(title, fontsize=11)
         ax.set_ylabel("Frequency (Hz)")
-        ax.set_xlabel("Time (s)")
-    axes[0].set_xlabel("")
+        ax.set_xlabel("")
+    axes[-1].set_xlabel("Time (s)")
     fig.colorbar(
         image, ax=axes, format="%+2.0f dB", label="Level (dB re. mixture peak)", shrink=0.9
     )
-    fig.suptitle(f"Voice separation: {item_id} (first {len(mixture) / sr:.0f} s)", fontsize=13)
+    span = f"first {len(mixture) / sr:.0f} s"
+    if offset:
+        span = f"{len(mixture) / sr:.0f} s from {offset:g} s of the source"
+    fig.suptitle(f"Voice separation: {item_id} ({span})", fontsize=13)
     _save(fig, path, settings.dpi)
+    return scores
+
+
+def find_reference(row: Mapping[str, str], demo_dir: Path = DEMO_DIR) -> Path | None:
+    """The clean reference voice of a raw manifest row, or None when it has none.
+
+    Demo items come from ``file://`` URLs (or paths) of ``<demo>/media/<stem>.<ext>``; their
+    voice is ``<demo>/reference/<stem>.wav``: looked up beside that media folder, then in
+    ``demo_dir`` (the URL is absolute, so it may name another checkout). Web videos and folder
+    datasets have no reference.
+    """
+    url = (row.get("source_url") or "").strip()
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "file":
+        media = Path(urllib.request.url2pathname(parsed.path))
+    elif url and not parsed.scheme:
+        media = Path(url)
+    else:
+        return None
+    if not media.stem:
+        return None
+    name = f"{media.stem}.wav"
+    for candidate in (media.parent.parent / REFERENCE_DIR / name, demo_dir / REFERENCE_DIR / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
 
 
 def pick_separation_item(
     raw_rows: Sequence[Mapping[str, str]], sep_rows: Sequence[Mapping[str, str]]
 ) -> tuple[str, Path, Path] | None:
     """(id, raw path, voice path) of the first item by id whose voice stem is a separate file."""
-    raw = {r["id"]: Path(r["path"]) for r in raw_rows}
+    picked = _pick_separation_row(raw_rows, sep_rows)
+    return None if picked is None else (picked[0]["id"], Path(picked[0]["path"]), picked[1])
+
+
+def _pick_separation_row(
+    raw_rows: Sequence[Mapping[str, str]], sep_rows: Sequence[Mapping[str, str]]
+) -> tuple[Mapping[str, str], Path] | None:
+    raw = {r["id"]: r for r in raw_rows}
     for r in sorted(sep_rows, key=lambda r: r["id"]):
-        src, voice = raw.get(r["id"]), Path(r["path"])
-        if src is not None and src.exists() and voice.exists() and src.resolve() != voice.resolve():
-            return r["id"], src, voice
+        row, voice = raw.get(r["id"]), Path(r["path"])
+        if row is None:
+            continue
+        src = Path(row["path"])
+        if src.exists() and voice.exists() and src.resolve() != voice.resolve():
+            return row, voice
     return None
 
 
@@ -239,20 +314,63 @@ def _load_examples(
 
 
 def make_separation_figure(
-    out: Path, settings: FiguresSettings, sample_rate: int, backend: str
-) -> bool:
-    """Draw separation.png when the separate stage wrote voice stems; True when drawn."""
+    out: Path,
+    settings: FiguresSettings,
+    sample_rate: int,
+    backend: str,
+    demo_dir: Path = DEMO_DIR,
+) -> dict[str, Any] | None:
+    """Draw separation.png when the separate stage wrote voice stems; its summary when drawn.
+
+    All signals are loaded at ``sample_rate`` (the separate stage's rate; the reference is
+    resampled to it). A raw item that is a section of its source (``section_start``) is matched
+    by cutting the reference at the same offset.
+    """
     if not (RAW_MANIFEST.exists() and SEPARATED_MANIFEST.exists()):
-        return False
-    picked = pick_separation_item(read_csv(RAW_MANIFEST), read_csv(SEPARATED_MANIFEST))
+        return None
+    picked = _pick_separation_row(read_csv(RAW_MANIFEST), read_csv(SEPARATED_MANIFEST))
     if picked is None:
-        return False
-    item_id, src, voice_path = picked
-    mixture, sr = load_audio(src, sample_rate, end=settings.separation_seconds)
-    voice, _ = load_audio(voice_path, sample_rate, end=settings.separation_seconds)
-    n = min(len(mixture), len(voice))
-    plot_separation(item_id, mixture[:n], voice[:n], sr, out, settings, backend)
-    return True
+        return None
+    row, voice_path = picked
+    seconds = settings.separation_seconds
+    mixture, sr = load_audio(row["path"], sample_rate, end=seconds)
+    voice, _ = load_audio(voice_path, sample_rate, end=seconds)
+    signals = [mixture, voice]
+    offset = _seconds(row.get("section_start")) or 0.0
+    reference_path = find_reference(row, demo_dir)
+    if reference_path is not None:
+        try:
+            reference, _ = load_audio(
+                reference_path, sample_rate, start=offset, end=offset + seconds
+            )
+        except AudioError as err:
+            log.warning("figures: reference %s not used: %s", reference_path, err)
+        else:
+            signals.append(reference)
+    n = min(len(y) for y in signals)
+    scores = plot_separation(
+        row["id"],
+        mixture[:n],
+        voice[:n],
+        sr,
+        out,
+        settings,
+        backend,
+        reference=signals[2][:n] if len(signals) == 3 else None,
+        offset=offset,
+    )
+    summary: dict[str, Any] = {"item": row["id"], "reference": None}
+    if scores is not None:
+        summary.update(
+            reference=str(reference_path), si_sdr_mixture=scores[0], si_sdr_separated=scores[1]
+        )
+        log.info(
+            "figures: %s: SI-SDR mixture %+.1f dB, separated %+.1f dB",
+            row["id"],
+            scores[0],
+            scores[1],
+        )
+    return summary
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
@@ -268,15 +386,26 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     plot_spectrograms(clips, out_dir / "spectrograms.png", settings)
     written += ["waveplots.png", "spectrograms.png"]
     separate = params.get("separate") or {}
+    demo_dir = Path((params.get("demo") or {}).get("out_dir") or DEMO_DIR)
     sep_png = out_dir / "separation.png"
-    if make_separation_figure(
-        sep_png, settings, int(separate.get("sample_rate", 22050)), str(separate.get("backend", ""))
-    ):
+    separation = make_separation_figure(
+        sep_png,
+        settings,
+        int(separate.get("sample_rate", 22050)),
+        str(separate.get("backend", "")),
+        demo_dir,
+    )
+    if separation is not None:
         written.append("separation.png")
     elif sep_png.exists():
         sep_png.unlink()
     log.info("figures: wrote %s to %s (%d emotions)", ", ".join(written), out_dir, len(clips))
-    return {"out_dir": str(out_dir), "files": written, "labels": [r["label"] for r, _, _ in clips]}
+    return {
+        "out_dir": str(out_dir),
+        "files": written,
+        "labels": [r["label"] for r, _, _ in clips],
+        "separation": separation,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
