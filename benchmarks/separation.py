@@ -92,7 +92,7 @@ def available_backends(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
     """Backends to run by name, and the reason each missing one is skipped."""
     backends: dict = {}
     skipped: dict[str, str] = {}
-    params = compose(["separate=repet"])
+    params = compose(["separate=repet", *args.overrides])
     backends["repet"] = RepetBackend(
         build(SeparateSettings, params["separate"], "separate"), workers=args.workers
     )
@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spleeter-model", help="Spleeter JSON config (default spleeter:2stems)")
     parser.add_argument("--spleeter-env", default=".venvs/spleeter", help="Spleeter venv")
     parser.add_argument("--demucs-repo", help="folder with Demucs model files (offline)")
+    parser.add_argument(
+        "overrides", nargs="*", help="Hydra overrides for REPET, e.g. separate.margin_voice=2"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
