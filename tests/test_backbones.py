@@ -22,17 +22,10 @@ from seda.backbones import (
     pool_hidden_states,
 )
 from seda.config import ConfigError, build
+from tiny import TINY_BACKBONE
 
 CONF = Path("conf/backbone")
-TINY = {
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "conv_dim": [16] * 7,
-    "num_conv_pos_embeddings": 8,
-    "num_conv_pos_embedding_groups": 2,
-}
+TINY = TINY_BACKBONE
 
 
 def tiny_kwargs(arch: str) -> dict:

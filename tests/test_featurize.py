@@ -14,17 +14,10 @@ from seda.backbones import BackboneSettings, load_backbone
 from seda.features import load_features
 from seda.io import read_csv, write_csv_atomic
 from seda.stages import featurize
+from tiny import TINY_BACKBONE
 
 SR = 16000
-TINY = {
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "conv_dim": [16] * 7,
-    "num_conv_pos_embeddings": 8,
-    "num_conv_pos_embedding_groups": 2,
-}
+TINY = TINY_BACKBONE
 SPLIT_COLUMNS = ("clip_id", "path", "label", "speaker", "source_id", "group", "split", "fold")
 
 

@@ -17,18 +17,11 @@ from seda.io import read_csv, write_csv_atomic
 from seda.model_io import ModelFormatError, load_model
 from seda.predict import main as predict_main
 from seda.predict import pick_model
+from tiny import TINY_BACKBONE
 
 SR = 16000
 F0 = {"angry": 330.0, "calm": 210.0, "sad": 125.0}
-TINY_HUBERT = {
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "conv_dim": [16] * 7,
-    "num_conv_pos_embeddings": 8,
-    "num_conv_pos_embedding_groups": 2,
-}
+TINY_HUBERT = TINY_BACKBONE
 
 
 def voiced(label: str, seconds: float, rng: np.random.Generator, shift: float = 1.0) -> np.ndarray:

@@ -27,17 +27,10 @@ from seda.stages.train import (
     holdout_fold,
     loso_folds,
 )
+from tiny import TINY_BACKBONE
 
 SR = 16000
-TINY = {
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "conv_dim": [16] * 7,
-    "num_conv_pos_embeddings": 8,
-    "num_conv_pos_embedding_groups": 2,
-}
+TINY = TINY_BACKBONE
 LABELS = ("angry", "calm", "sad")
 REPO = Path(__file__).resolve().parents[1]
 

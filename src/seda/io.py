@@ -19,6 +19,39 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# Manifest columns (docs/architecture.md): one row per collected item (raw, separated) and one
+# row per clip (clean and what reads it).
+ITEM_COLUMNS = (
+    "id",
+    "path",
+    "label",
+    "speaker",
+    "source_id",
+    "source_url",
+    "title",
+    "channel",
+    "duration",
+    "upload_date",
+    "license",
+    "section_start",
+    "section_end",
+    "sha256",
+    "origin",
+)
+CLIP_COLUMNS = (
+    "clip_id",
+    "path",
+    "label",
+    "speaker",
+    "source_id",
+    "item_id",
+    "source_url",
+    "start",
+    "end",
+    "duration",
+    "sha256",
+)
+
 _CHUNK = 1 << 20
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -35,7 +35,7 @@ from seda.audio import (
 )
 from seda.cache import DEFAULT_CACHE_ROOT, StageCache, link_or_copy
 from seda.config import ConfigError, build, load_params
-from seda.io import RejectLog, read_csv, rel_to_cwd, sha256_file, write_csv_atomic
+from seda.io import CLIP_COLUMNS, RejectLog, read_csv, rel_to_cwd, sha256_file, write_csv_atomic
 from seda.logs import setup_logging
 from seda.parallel import map_files
 from seda.vad import Region, VadSettings, detect_speech, validate_vad
@@ -45,19 +45,7 @@ log = logging.getLogger(__name__)
 STAGE = "clean"
 IN_MANIFEST = Path("data/separated/manifest.csv")
 OUT_DIR = Path("data/clean")
-COLUMNS = (
-    "clip_id",
-    "path",
-    "label",
-    "speaker",
-    "source_id",
-    "item_id",
-    "source_url",
-    "start",
-    "end",
-    "duration",
-    "sha256",
-)
+COLUMNS = CLIP_COLUMNS
 REJECT_EXTRA = ("start", "end")
 # Bump when the processing changes in a way the settings do not capture (invalidates the cache).
 CACHE_VERSION = 1

@@ -58,6 +58,7 @@ from seda.audio import (
 from seda.cache import link_or_copy
 from seda.config import ConfigError, build, load_params
 from seda.io import (
+    ITEM_COLUMNS,
     RejectLog,
     read_csv,
     rel_to_cwd,
@@ -74,23 +75,7 @@ log = logging.getLogger(__name__)
 STAGE = "collect"
 RAW_DIR = Path("data/raw")
 CACHE_DIR = Path("data/cache/collect")
-MANIFEST_COLUMNS = (
-    "id",
-    "path",
-    "label",
-    "speaker",
-    "source_id",
-    "source_url",
-    "title",
-    "channel",
-    "duration",
-    "upload_date",
-    "license",
-    "section_start",
-    "section_end",
-    "sha256",
-    "origin",
-)
+MANIFEST_COLUMNS = ITEM_COLUMNS
 FAILURE_EXTRA_COLUMNS = ("url",)
 ID_OK = re.compile(r"[a-z0-9_-]+")
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")

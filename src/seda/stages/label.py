@@ -27,7 +27,7 @@ import numpy as np
 
 from seda.audio import AudioError, load_audio
 from seda.config import ConfigError, build, load_params
-from seda.io import RejectLog, read_csv, write_csv_atomic
+from seda.io import CLIP_COLUMNS, RejectLog, read_csv, write_csv_atomic
 from seda.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -38,17 +38,7 @@ MODELS_DIR = Path("models")
 UNLABELLED = "unknown"
 BASE_COLUMNS = (
     "rank",
-    "clip_id",
-    "path",
-    "label",
-    "speaker",
-    "source_id",
-    "item_id",
-    "source_url",
-    "start",
-    "end",
-    "duration",
-    "sha256",
+    *CLIP_COLUMNS,
     "model",
     "predicted",
     "probability",

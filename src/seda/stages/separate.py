@@ -26,7 +26,15 @@ import numpy as np
 from seda.audio import AudioError, audio_info, iter_audio_blocks
 from seda.cache import StageCache, link_or_copy
 from seda.config import ConfigError, build, load_params
-from seda.io import RejectLog, atomic_path, read_csv, rel_to_cwd, sha256_file, write_csv_atomic
+from seda.io import (
+    ITEM_COLUMNS,
+    RejectLog,
+    atomic_path,
+    read_csv,
+    rel_to_cwd,
+    sha256_file,
+    write_csv_atomic,
+)
 from seda.logs import setup_logging
 from seda.parallel import map_files
 from seda.separation import DemucsBackend, SpleeterBackend
@@ -36,23 +44,7 @@ log = logging.getLogger(__name__)
 STAGE = "separate"
 RAW_MANIFEST = Path("data/raw/manifest.csv")
 OUT_DIR = Path("data/separated")
-MANIFEST_COLUMNS = (
-    "id",
-    "path",
-    "label",
-    "speaker",
-    "source_id",
-    "source_url",
-    "title",
-    "channel",
-    "duration",
-    "upload_date",
-    "license",
-    "section_start",
-    "section_end",
-    "sha256",
-    "origin",
-)
+MANIFEST_COLUMNS = ITEM_COLUMNS
 # Consecutive chunks overlap by this much and are cross-faded, so chunk edges do not click.
 CROSSFADE_SECONDS = 1.0
 
