@@ -292,21 +292,15 @@ def test_cli_missing_features_is_one_line(
 
 
 @pytest.mark.slow
-def test_hydra_multirun_two_backbones(tmp_path: Path) -> None:
-    """`python -m seda.train -m backbone=hubert,wavlm` on tiny data, joblib launcher."""
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_hydra_multirun_two_backbones(tmp_path: Path, launcher: str) -> None:
+    """`python -m seda.train -m backbone=hubert,wavlm` on tiny data: joblib (the default) and
+    submitit_local (the local stand-in for the submitit_slurm launcher of conf/hydra/launcher)."""
     import shutil
 
+    if launcher == "submitit_local":
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     shutil.copytree(REPO / "conf", tmp_path / "conf")
-    config = tmp_path / "conf/config.yaml"
-    text = config.read_text()
-    if "backbone@backbones" not in text:  # until conf/config.yaml composes the backbones
-        text = text.replace(
-            "  - _self_",
-            "  - backbone@backbones.hubert: hubert\n"
-            "  - backbone@backbones.wavlm: wavlm\n  - _self_",
-            1,
-        )
-        config.write_text(text)
     write_clips(tmp_path)
     env = {**os.environ, "SEDA_DEVICE": "cpu", "PYTHONWARNINGS": "ignore"}
     cmd = [
@@ -319,7 +313,9 @@ def test_hydra_multirun_two_backbones(tmp_path: Path) -> None:
         "++train.hidden=8",
         "++eval.n_bootstrap=5",
     ]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    if launcher != "joblib":
+        cmd.append(f"hydra/launcher={launcher}")
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("hubert", "wavlm"):
         metrics = json.loads((tmp_path / f"reports/metrics/{name}.json").read_text())
