@@ -179,9 +179,12 @@ class RejectLog:
 
 
 def rel_to_cwd(path: str | Path) -> str:
-    """A path as stored in manifests: relative to the repository root when possible, POSIX style."""
-    path = Path(path)
+    """A path as stored in manifests: relative to the repository root when possible, POSIX style.
+
+    Symbolic links are kept as the user wrote them (``../shared`` stays ``../shared``).
+    """
+    absolute = os.path.abspath(path)
     try:
-        return Path(os.path.relpath(path.resolve(), Path.cwd())).as_posix()
+        return Path(os.path.relpath(absolute, os.getcwd())).as_posix()
     except ValueError:
-        return path.resolve().as_posix()
+        return Path(absolute).as_posix()
