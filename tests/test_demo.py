@@ -150,3 +150,48 @@ def test_main_exits_2_with_one_line_on_bad_params(tmp_path, monkeypatch, capsys)
     assert demo.main([]) == 2
     err = capsys.readouterr().err
     assert "demo.speakers" in err and "Traceback" not in err
+
+
+def test_unlabelled_items_are_appended_and_their_truth_kept_apart(tmp_path, small_demo_settings):
+    plain = replace(small_demo_settings, out_dir=str(tmp_path / "plain"), item_seconds=8.0)
+    extra = replace(plain, out_dir=str(tmp_path / "extra"), unlabelled_items_per_speaker=2)
+    generate(plain)
+    summary = generate(extra)
+    files_plain, files_extra = _tree_bytes(tmp_path / "plain"), _tree_bytes(tmp_path / "extra")
+    # Every labelled item keeps its bytes; the sources table only grows at the end.
+    media = [k for k in files_plain if k.startswith(("media/", demo.REFERENCE_DIR))]
+    assert len(media) == 2 * 8 and all(files_extra[k] == files_plain[k] for k in media)
+    assert files_extra["sources.csv"].startswith(files_plain["sources.csv"])
+    rows = _sources(tmp_path / "extra")
+    unknown = [r for r in rows if r["label"] == demo.UNLABELLED]
+    assert summary["unlabelled"] == len(unknown) == 2 * 2
+    assert rows[-len(unknown) :] == unknown
+    assert Counter(r["speaker"] for r in unknown) == {"demo_s1": 2, "demo_s2": 2}
+    assert not any(lab in r["url"] + r["title"] for r in unknown for lab in demo.LABELS)
+    with open(tmp_path / "extra" / "truth.csv", encoding="utf-8", newline="") as fh:
+        truth = list(csv.DictReader(fh))
+    assert [f"media/{t['item_id']}" for t in truth] == [r["url"].rsplit(".", 1)[0] for r in unknown]
+    assert [t["speaker"] for t in truth] == [r["speaker"] for r in unknown]
+    assert {t["label"] for t in truth} == set(demo.LABELS)
+    # Each is synthesised with its true emotion: same prosody as a labelled item of that emotion.
+    by_id = {it.item_id: it for it in plan_items(extra)}
+    for t in truth:
+        item = by_id[t["item_id"]]
+        assert not item.labelled and item.label == t["label"]
+        assert (tmp_path / "extra" / demo.REFERENCE_DIR / f"{item.item_id}.wav").is_file()
+    assert (tmp_path / "plain" / "truth.csv").read_text(encoding="utf-8").strip() == ",".join(
+        demo.TRUTH_COLUMNS
+    )
+
+
+def test_unlabelled_items_differ_from_each_other(small_demo_settings):
+    settings = replace(small_demo_settings, speakers=1, unlabelled_items_per_speaker=2)
+    extra = [it for it in plan_items(settings) if not it.labelled]
+    speech = [synthesize_parts(settings, it)["speech"] for it in extra]
+    assert len({it.index for it in plan_items(settings)}) == len(plan_items(settings))
+    assert not np.allclose(speech[0], speech[1])
+
+
+def test_negative_unlabelled_count_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="unlabelled_items_per_speaker"):
+        generate(DemoSettings(out_dir=str(tmp_path), unlabelled_items_per_speaker=-1))

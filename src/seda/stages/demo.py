@@ -18,6 +18,12 @@ Output (``demo.out_dir``, default ``data/demo``):
   (same gain, sample rate and length; PCM16 WAV), the ground truth that the figures stage scores
   separation against (SI-SDR). It covers the whole item even where the sources row asks for a
   section: cut it at the row's ``start``/``end``. Not in ``sources.csv``: it is not collected.
+- ``unlabelled_items_per_speaker`` extra items per speaker (after all labelled ones) whose
+  sources row says ``unknown``: the pseudo-labelling material of ``dvc exp run -S
+  label.enabled=true``. Their true emotion (a fixed rotation over the labels) is written only to
+  ``truth.csv`` (``item_id,speaker,label``; ``item_id`` is the ``source_id`` of the collected
+  rows), which is not collected, so pseudo-labels can be scored against it. Appending them
+  leaves the bytes of every labelled item unchanged.
 
 Bytes are identical for the same parameters: all randomness comes from ``numpy`` generators
 seeded by (seed, speaker, label, item); OGG stream serial numbers (random in libsndfile) are
@@ -47,6 +53,9 @@ log = logging.getLogger(__name__)
 
 LABELS = ("angry", "calm", "happy", "sad")
 SOURCES_COLUMNS = ("url", "label", "speaker", "start", "end", "title")
+TRUTH_COLUMNS = ("item_id", "speaker", "label")
+# The sources-table label of the unlabelled items (the canonical "no emotion label").
+UNLABELLED = "unknown"
 MEDIA_SUFFIXES = (".wav", ".flac", ".ogg")
 # Sub-folder of ``out_dir`` with the clean voice of every item (``<item_id>.wav``).
 REFERENCE_DIR = "reference"
@@ -78,6 +87,8 @@ class DemoSettings:
     out_dir: str = "data/demo"
     speakers: int = 4
     items_per_speaker_and_label: int = 2
+    # 0 here keeps a bare DemoSettings() as before; conf/config.yaml turns 1 on for the demo.
+    unlabelled_items_per_speaker: int = 0
     item_seconds: float = 24.0
     sample_rate: int = 22050
     music_bed_db: float = -12.0
@@ -118,9 +129,15 @@ class Speaker:
 class DemoItem:
     item_id: str
     speaker: int
-    label: str
+    label: str  # the emotion it is synthesised with (the truth, also for unlabelled items)
     index: int
     suffix: str
+    labelled: bool = True
+
+    @property
+    def source_label(self) -> str:
+        """The label the sources table gives: the emotion, or ``unknown``."""
+        return self.label if self.labelled else UNLABELLED
 
 
 def make_speaker(settings: DemoSettings, speaker: int) -> Speaker:
@@ -132,16 +149,30 @@ def make_speaker(settings: DemoSettings, speaker: int) -> Speaker:
     return Speaker(f0=f0, formant_scale=scale, rate=rng.uniform(0.9, 1.1))
 
 
+def _suffix(k: int) -> str:
+    return ".flac" if k % 8 == 3 else ".ogg" if k % 8 == 6 else ".wav"
+
+
 def plan_items(settings: DemoSettings) -> list[DemoItem]:
-    """All items in a fixed order; every 8th item is FLAC, every 8th (offset) OGG."""
+    """All items in a fixed order; every 8th item is FLAC, every 8th (offset) OGG.
+
+    The unlabelled items come after all labelled ones (so adding them changes no labelled item);
+    their emotions rotate over the labels, shifted per speaker, so every emotion occurs.
+    """
     items = []
     k = 0
     for s in range(1, settings.speakers + 1):
         for label in LABELS:
             for i in range(1, settings.items_per_speaker_and_label + 1):
-                suffix = ".flac" if k % 8 == 3 else ".ogg" if k % 8 == 6 else ".wav"
-                items.append(DemoItem(f"demo_s{s}_{label}_{i}", s, label, k, suffix))
+                items.append(DemoItem(f"demo_s{s}_{label}_{i}", s, label, k, _suffix(k)))
                 k += 1
+    n_unlabelled = settings.unlabelled_items_per_speaker
+    for s in range(1, settings.speakers + 1):
+        for i in range(1, n_unlabelled + 1):
+            label = LABELS[((s - 1) * n_unlabelled + i - 1) % len(LABELS)]
+            item_id = f"demo_s{s}_{UNLABELLED}_{i}"
+            items.append(DemoItem(item_id, s, label, k, _suffix(k), labelled=False))
+            k += 1
     return items
 
 
@@ -385,11 +416,11 @@ def source_rows(settings: DemoSettings, items: list[DemoItem]) -> list[dict[str,
         title = (
             AWKWARD_TITLES[k]
             if k < len(AWKWARD_TITLES)
-            else (f"Demo speaker {item.speaker} {item.label} #{item.index}")
+            else (f"Demo speaker {item.speaker} {item.source_label} #{item.index}")
         )
         row: dict[str, Any] = {
             "url": f"media/{item.item_id}{item.suffix}",
-            "label": item.label,
+            "label": item.source_label,
             "speaker": f"demo_s{item.speaker}",
             "title": title,
         }
@@ -400,9 +431,23 @@ def source_rows(settings: DemoSettings, items: list[DemoItem]) -> list[dict[str,
     return rows
 
 
+def truth_rows(items: list[DemoItem]) -> list[dict[str, str]]:
+    """The true emotion of every unlabelled item (never shown to the pipeline)."""
+    return [
+        {"item_id": it.item_id, "speaker": f"demo_s{it.speaker}", "label": it.label}
+        for it in items
+        if not it.labelled
+    ]
+
+
 def validate(settings: DemoSettings) -> None:
     if settings.speakers < 1 or settings.items_per_speaker_and_label < 1:
         raise ConfigError("demo.speakers and demo.items_per_speaker_and_label must be >= 1")
+    if settings.unlabelled_items_per_speaker < 0:
+        raise ConfigError(
+            "demo.unlabelled_items_per_speaker must be >= 0 "
+            f"(got {settings.unlabelled_items_per_speaker})"
+        )
     if settings.item_seconds < 4.0:
         raise ConfigError(f"demo.item_seconds must be >= 4 (got {settings.item_seconds})")
     if settings.sample_rate < 8000:
@@ -433,12 +478,17 @@ def generate(settings: DemoSettings) -> dict[str, Any]:
         write_media(reference / f"{item.item_id}.wav", voice, settings.sample_rate, item.index + 1)
     sources = out / "sources.csv"
     write_csv_atomic(sources, source_rows(settings, items), SOURCES_COLUMNS)
-    os.utime(sources, (FIXED_MTIME, FIXED_MTIME))
+    truth = out / "truth.csv"
+    write_csv_atomic(truth, truth_rows(items), TRUTH_COLUMNS)
+    for path in (sources, truth):
+        os.utime(path, (FIXED_MTIME, FIXED_MTIME))
     return {
         "items": len(items),
+        "unlabelled": sum(not it.labelled for it in items),
         "seconds": len(items) * settings.item_seconds,
         "formats": sorted({it.suffix for it in items}),
         "sources": sources.as_posix(),
+        "truth": truth.as_posix(),
         "reference": reference.as_posix(),
     }
 
@@ -455,8 +505,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: {err}", file=sys.stderr)
         return 2
     log.info(
-        "demo: %d items, %.0f s in all, in %s",
+        "demo: %d items (%d unlabelled), %.0f s in all, in %s",
         summary["items"],
+        summary["unlabelled"],
         summary["seconds"],
         Path(summary["sources"]).parent,
     )

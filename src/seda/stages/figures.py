@@ -68,7 +68,8 @@ def pick_examples(rows: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
         log.warning("figures: no test clips; examples are taken from all splits")
         test = list(rows)
     first: dict[str, Mapping[str, str]] = {}
-    for r in sorted(test, key=lambda r: r["clip_id"]):
+    labelled = (r for r in test if r["label"] not in ("", "unknown"))
+    for r in sorted(labelled, key=lambda r: r["clip_id"]):
         first.setdefault(r["label"], r)
     return [dict(first[lab]) for lab in sorted(first)]
 
