@@ -16,7 +16,6 @@ import itertools
 import logging
 import math
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,8 +34,8 @@ from seda.audio import (
 )
 from seda.cache import DEFAULT_CACHE_ROOT, StageCache, link_or_copy
 from seda.config import ConfigError, build, load_params
+from seda.entry import stage_main
 from seda.io import CLIP_COLUMNS, RejectLog, read_csv, rel_to_cwd, sha256_file, write_csv_atomic
-from seda.logs import setup_logging
 from seda.parallel import map_files
 from seda.vad import Region, VadSettings, detect_speech, validate_vad
 
@@ -597,13 +596,7 @@ def _materialise(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m seda.stages.clean", description=__doc__)
     parser.parse_args(argv)
-    setup_logging()
-    try:
-        run(load_params())
-    except (ConfigError, AudioError, StageInputError) as err:
-        print(f"clean: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return stage_main(STAGE, lambda: run(load_params()), (StageInputError,))
 
 
 if __name__ == "__main__":

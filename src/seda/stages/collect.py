@@ -38,7 +38,6 @@ import hashlib
 import json
 import logging
 import re
-import sys
 import time
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -57,6 +56,7 @@ from seda.audio import (
 )
 from seda.cache import link_or_copy
 from seda.config import ConfigError, build, load_params
+from seda.entry import stage_main
 from seda.io import (
     ITEM_COLUMNS,
     RejectLog,
@@ -67,7 +67,6 @@ from seda.io import (
     write_json_atomic,
     write_text_atomic,
 )
-from seda.logs import setup_logging
 from seda.parallel import map_files
 
 log = logging.getLogger(__name__)
@@ -921,14 +920,10 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    try:
-        summary = run(load_params())
-    except (ConfigError, CollectError, FfmpegMissingError) as err:
-        print(f"collect: {err}", file=sys.stderr)
-        return 2
-    log.info("collect: %s", json.dumps(summary, ensure_ascii=False))
-    return 0
+    def work() -> None:
+        log.info("collect: %s", json.dumps(run(load_params()), ensure_ascii=False))
+
+    return stage_main(STAGE, work, (CollectError,))
 
 
 if __name__ == "__main__":

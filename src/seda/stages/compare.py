@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +27,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from seda.entry import stage_main
 from seda.io import write_json_atomic, write_text_atomic
-from seda.logs import setup_logging
 from seda.plots import save_figure
 
 log = logging.getLogger(__name__)
@@ -334,13 +333,7 @@ def run(metrics_dir: Path = METRICS_DIR, reports_dir: Path = REPORTS_DIR) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    try:
-        run()
-    except CompareError as err:
-        print(f"seda compare: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return stage_main("compare", run, (CompareError,))
 
 
 if __name__ == "__main__":

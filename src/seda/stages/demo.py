@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,8 +45,8 @@ from scipy import signal
 
 from seda.audio import write_wav
 from seda.config import ConfigError, build, load_params
+from seda.entry import stage_main
 from seda.io import atomic_path, write_csv_atomic
-from seda.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -498,12 +497,10 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    try:
-        summary = run(load_params())
-    except ConfigError as err:
-        print(f"demo: {err}", file=sys.stderr)
-        return 2
+    return stage_main("demo", lambda: _log_summary(run(load_params())))
+
+
+def _log_summary(summary: dict[str, Any]) -> None:
     log.info(
         "demo: %d items (%d unlabelled), %.0f s in all, in %s",
         summary["items"],
@@ -511,7 +508,6 @@ def main(argv: list[str] | None = None) -> int:
         summary["seconds"],
         Path(summary["sources"]).parent,
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,9 +38,9 @@ from seda.backbones import (
     pool_hidden_states,
 )
 from seda.config import ConfigError, build, load_params
+from seda.entry import stage_main
 from seda.features import INDEX_COLUMNS, save_features
 from seda.io import RejectLog, read_csv
-from seda.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -261,16 +260,10 @@ def _featurize_baseline(
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
     parser = argparse.ArgumentParser(prog="python -m seda.stages.featurize", description=__doc__)
     parser.add_argument("model", help="hubert | wav2vec2 | wavlm | data2vec | baseline")
     args = parser.parse_args(argv)
-    try:
-        run(load_params(), args.model)
-    except (ConfigError, AudioError) as err:
-        print(f"featurize: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return stage_main("featurize", lambda: run(load_params(), args.model))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -27,8 +26,8 @@ from matplotlib.figure import Figure
 
 from seda.audio import AudioError, load_audio
 from seda.config import ConfigError, build, load_params
+from seda.entry import stage_main
 from seda.io import atomic_path, read_csv
-from seda.logs import setup_logging
 from seda.stages.separate import si_sdr
 
 log = logging.getLogger(__name__)
@@ -410,13 +409,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    try:
-        run(load_params())
-    except (ConfigError, AudioError) as err:
-        print(f"seda figures: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return stage_main("figures", lambda: run(load_params()))
 
 
 if __name__ == "__main__":

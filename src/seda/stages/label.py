@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,8 @@ import numpy as np
 
 from seda.audio import AudioError, load_audio
 from seda.config import ConfigError, build, load_params
+from seda.entry import stage_main
 from seda.io import CLIP_COLUMNS, RejectLog, read_csv, write_csv_atomic
-from seda.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -163,13 +162,7 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m seda.stages.label", description=__doc__)
     parser.parse_args(argv)
-    setup_logging()
-    try:
-        run(load_params())
-    except (ConfigError, AudioError) as err:
-        print(f"label: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return stage_main("label", lambda: run(load_params()))
 
 
 if __name__ == "__main__":

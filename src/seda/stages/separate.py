@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 from seda.audio import AudioError, audio_info, iter_audio_blocks
 from seda.cache import StageCache, link_or_copy
 from seda.config import ConfigError, build, load_params
+from seda.entry import stage_main
 from seda.io import (
     ITEM_COLUMNS,
     RejectLog,
@@ -35,7 +35,6 @@ from seda.io import (
     sha256_file,
     write_csv_atomic,
 )
-from seda.logs import setup_logging
 from seda.parallel import map_files
 from seda.separation import DemucsBackend, SpleeterBackend
 
@@ -377,13 +376,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    try:
-        run(load_params())
-    except (ConfigError, AudioError) as err:
-        print(f"seda separate: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return stage_main(STAGE, lambda: run(load_params()))
 
 
 if __name__ == "__main__":

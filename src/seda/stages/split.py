@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from seda.config import ConfigError, build, load_params
+from seda.entry import stage_main
 from seda.io import read_csv, write_csv_atomic, write_json_atomic
-from seda.logs import setup_logging
 from seda.review import apply_reviewed_labels
 
 log = logging.getLogger(__name__)
@@ -304,13 +303,7 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    try:
-        run(load_params())
-    except ConfigError as err:
-        print(f"seda split: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return stage_main("split", lambda: run(load_params()))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -50,9 +49,9 @@ from seda.backbones import (
     pool_hidden_states,
 )
 from seda.config import ConfigError, build, load_params
+from seda.entry import stage_main
 from seda.features import load_features
 from seda.io import atomic_path, read_csv, write_json_atomic
-from seda.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -763,16 +762,10 @@ def _best_epoch(history: list[dict[str, Any]]) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
     parser = argparse.ArgumentParser(prog="python -m seda.stages.train", description=__doc__)
     parser.add_argument("model", help="hubert | wav2vec2 | wavlm | data2vec | baseline")
     args = parser.parse_args(argv)
-    try:
-        run(load_params(), args.model)
-    except (ConfigError, AudioError) as err:
-        print(f"train: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return stage_main("train", lambda: run(load_params(), args.model))
 
 
 if __name__ == "__main__":
