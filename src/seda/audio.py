@@ -18,16 +18,17 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from seda.errors import UserError
 from seda.io import atomic_path
 
 log = logging.getLogger(__name__)
 
 
-class AudioError(Exception):
+class AudioError(UserError):
     """An input that cannot be used as audio; the message is shown to the user as the reason."""
 
 
-class FfmpegMissingError(RuntimeError):
+class FfmpegMissingError(UserError, RuntimeError):
     """Neither a system ffmpeg nor the imageio-ffmpeg binary is available."""
 
 

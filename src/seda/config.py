@@ -15,14 +15,14 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
+from seda.errors import ConfigError
+
+__all__ = ["ConfigError", "build", "compose", "load_params", "write_params"]
+
 T = TypeVar("T")
 
 PARAMS_FILE = Path("params.yaml")
 CONF_DIR = Path("conf")
-
-
-class ConfigError(ValueError):
-    """A configuration a user wrote that cannot work; the message says which key and why."""
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""The one way a stage's entry point reports a user error: one line on stderr, exit status 2.
+"""The one way a stage's entry point reports an error a person can act on: one line on stderr.
 
-Bad configuration, bad audio or a missing input is the user's to fix, so it gets a sentence, not a
-traceback; anything else is a bug and keeps its traceback.
+Bad configuration, bad audio or a missing input is the user's to fix (exit status 2); a machine
+failure such as a full disk or a denied write stops the stage (exit status 1) so that DVC records
+nothing. Each gets a sentence, not a traceback; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from seda.audio import AudioError, FfmpegMissingError
-from seda.config import ConfigError
+from seda.errors import UserError
 from seda.logs import setup_logging
-
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, AudioError, FfmpegMissingError)
+from seda.parallel import EnvironmentFailure, is_environment_error
 
 
 def stage_main(
@@ -24,7 +23,19 @@ def stage_main(
     setup_logging()
     try:
         work()
-    except (*USER_ERRORS, *user_errors) as err:
+    except (UserError, *user_errors) as err:
         print(f"seda {name}: error: {err}", file=sys.stderr)
         return 2
+    except EnvironmentFailure as err:
+        print(f"seda {name}: error: stopped, nothing recorded: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if not is_environment_error(err):
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        print(
+            f"seda {name}: error: stopped, nothing recorded: {err.strerror or err}{where}",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing as mp
 import os
@@ -68,9 +69,31 @@ def map_files(
         bar.close()
 
 
+# OS errors that say the machine, not the input, is at fault: they stop the stage (never a
+# "rejected" row that DVC would then record as a good result).
+ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.ENOMEM}
+)
+
+
+class EnvironmentFailure(RuntimeError):
+    """The machine failed (disk full, permission denied, ...): the stage must stop, not skip."""
+
+
+def is_environment_error(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in ENVIRONMENT_ERRNOS
+
+
 def _call(fn: Callable[[Any], Any], item: Any, known: tuple[type[BaseException], ...]) -> Outcome:
     try:
         return Outcome(item, fn(item), None)
+    except OSError as err:
+        if is_environment_error(err):
+            raise EnvironmentFailure(f"{err.strerror or err}: {err.filename or item}") from err
+        if isinstance(err, known):
+            return Outcome(item, None, str(err) or type(err).__name__)
+        log.error("unexpected error on %s:\n%s", item, traceback.format_exc())
+        return Outcome(item, None, f"unexpected {type(err).__name__}: {err}")
     except known as err:
         return Outcome(item, None, str(err) or type(err).__name__)
     except Exception as err:
