@@ -57,6 +57,18 @@ def _setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_prune(args: argparse.Namespace) -> int:
+    from seda.cache import prune
+
+    report = prune(args.root, dry_run=args.dry_run)
+    verb = "would free" if args.dry_run else "freed"
+    print(
+        f"{verb} {report.bytes / 2**20:.1f} MiB in {report.entries} cache entries "
+        f"no current output uses ({args.root})"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seda", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default=".venvs/spleeter", help="where to create the virtualenv")
     p.add_argument("--python", default=None, help="a Python 3.8-3.11 interpreter for it")
     p.set_defaults(func=_setup)
+
+    p = sub.add_parser("cache", help="manage the per-file caches under data/cache")
+    cache_sub = p.add_subparsers(dest="cache_command", required=True)
+    p = cache_sub.add_parser("prune", help="remove cache entries no current output uses")
+    p.add_argument("--root", default="data/cache")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be freed")
+    p.set_defaults(func=_cache_prune)
 
     sub.add_parser(
         "predict", add_help=False, help="emotion of every speech segment of files, folders or URLs"
