@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import recall_score
 
-from seda.baseline import BaselineModel, BaselineSettings, featurize_clips
+from seda.baseline import BaselineSettings
+from seda.features.classic import featurize_clips
 from seda.io import atomic_path, params_digest, sha256_text, write_json_atomic
 from seda.logs import setup_logging
+from seda.models.baseline import BaselineModel
 
 log = logging.getLogger("baseline_loso")
 

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from seda.config import compose
-from seda.io import sha256_file, write_csv_atomic
+from seda.io import sha256_file
 from seda.logs import setup_logging
+from seda.records import ItemRow, write_records
 from seda.stages.clean import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,25 +33,19 @@ GOAL_X_REALTIME_2_CORES = 50.0
 
 def build_manifest(files: list[Path], path: Path) -> None:
     """A manifest in the separate stage's columns (backend none: paths point at the raw files)."""
-    rows = []
-    for i, f in enumerate(files):
-        speaker = f.name.split("_", 1)[0]
-        rows.append(
-            {
-                "id": f"tv{i:05d}",
-                "path": str(f),
-                "label": f.parent.name.lower(),
-                "speaker": speaker,
-                "source_id": f"tv{i:05d}",
-                "sha256": sha256_file(f),
-                "origin": "folder",
-            }
+    rows = [
+        ItemRow(
+            id=f"tv{i:05d}",
+            path=str(f),
+            label=f.parent.name.lower(),
+            speaker=f.name.split("_", 1)[0],
+            source_id=f"tv{i:05d}",
+            sha256=sha256_file(f),
+            origin="folder",
         )
-    write_csv_atomic(
-        path,
-        rows,
-        ["id", "path", "label", "speaker", "source_id", "source_url", "sha256", "origin"],
-    )
+        for i, f in enumerate(files)
+    ]
+    write_records(path, rows, ItemRow)
 
 
 def main(argv: list[str] | None = None) -> int:

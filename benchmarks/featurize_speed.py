@@ -1,6 +1,6 @@
 """Featurize throughput: the whole pipeline against the raw forward pass of the same model.
 
-The pipeline (``seda.stages.featurize.featurize_backbone``) decodes WAV files, sorts and pads
+The pipeline (``seda.features.ssl.featurize_backbone``) decodes WAV files, sorts and pads
 batches, runs the model and pools every layer; "raw" runs only ``model(input_values)`` on the very
 same padded batches, already in memory. Goal: pipeline >= 90% of raw (audio seconds per second).
 The model has the real base-size architecture with random weights (no download needed).
@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 
 from seda.backbones import BackboneSettings, _classes, cpu_threads, pick_device
-from seda.stages.featurize import featurize_backbone, length_batches
+from seda.features.ssl import featurize_backbone, length_batches
 
 SR = 16000
 

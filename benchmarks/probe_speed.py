@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from seda.stages.train import ProbeLearner, TrainSettings
+from seda.models.training import ProbeLearner, TrainSettings
 
 N_CLIPS, N_LAYERS, DIM, N_LABELS, N_SPEAKERS = 1735, 13, 768, 4, 6
 

@@ -30,8 +30,10 @@ import numpy as np
 
 from seda.audio import load_audio, write_wav
 from seda.config import ConfigError, build, compose
-from seda.separation import DemucsBackend, DemucsSettings, SpleeterBackend, SpleeterSettings
-from seda.stages.separate import RepetBackend, SeparateSettings, si_sdr
+from seda.separation.demucs_backend import DemucsBackend, DemucsSettings
+from seda.separation.quality import si_sdr
+from seda.separation.repet import RepetBackend, SeparateSettings
+from seda.separation.spleeter_backend import SpleeterBackend, SpleeterSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 TUREVDB = ROOT.parent / "shared" / "data" / "turevdb" / "Sound Source"

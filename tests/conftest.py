@@ -13,12 +13,12 @@ import pytest
 def small_demo_settings():
     """A small demo corpus: 2 speakers x 4 labels x 1 item of 12 s at 16 kHz (8 items, 1 FLAC,
     1 OGG). Written below the current directory, so chdir to tmp_path first."""
-    from seda.stages.demo import DemoSettings
+    from seda.demo_corpus import DemoSettings
 
     return DemoSettings(
-        out_dir="data/demo",
         speakers=2,
         items_per_speaker_and_label=1,
+        unlabelled_items_per_speaker=0,
         item_seconds=12.0,
         sample_rate=16000,
         seed=7,
@@ -28,7 +28,7 @@ def small_demo_settings():
 @pytest.fixture
 def demo_dataset_settings():
     """Dataset settings equal to conf/dataset/demo.yaml, fast retries."""
-    from seda.stages.collect import YoutubeSettings, YtdlpSettings
+    from seda.collect import YoutubeSettings, YtdlpSettings
 
     return YoutubeSettings(
         kind="youtube",
@@ -48,9 +48,11 @@ def collected_demo(
 
     Returns the collect summary.
     """
-    from seda.stages.collect import collect
-    from seda.stages.demo import generate
+    from seda.collect import collect_dataset
+    from seda.demo_corpus import generate
 
     monkeypatch.chdir(tmp_path)
-    generate(small_demo_settings)
-    return collect(demo_dataset_settings, workers=1)
+    generate(small_demo_settings, "data/demo")
+    return collect_dataset(
+        demo_dataset_settings, Path("data/raw"), Path("data/cache/collect"), workers=1
+    )

@@ -1,7 +1,10 @@
-"""Backbone loading: real from_pretrained on tiny saved checkpoints, random init, clear errors."""
+"""Backbone loading: real from_pretrained on tiny saved checkpoints, random init, clear errors,
+pinned revisions and the hash of the weights actually loaded."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import socket
 from pathlib import Path
 
@@ -20,12 +23,17 @@ from seda.backbones import (
     load_backbone,
     min_samples,
     pool_hidden_states,
+    weights_sha256,
 )
+from seda.checkpoints import snapshot_dir, write_manifest
 from seda.config import ConfigError, build
+from seda.io import sha256_file
 from tiny import TINY_BACKBONE
 
 CONF = Path("conf/backbone")
 TINY = TINY_BACKBONE
+HUB_ID = "facebook/hubert-base-ls960"
+REV = "0123456789abcdef0123456789abcdef01234567"  # a well-formed commit id for offline tests
 
 
 def tiny_kwargs(arch: str) -> dict:
@@ -66,7 +74,10 @@ def test_pretrained_loads_a_saved_checkpoint_of_each_arch(arch: str, tmp_path: P
     assert len(out.hidden_states) == 3
     ref = backbone_reference(settings, model)
     assert set(ref["sha256"]) == {"config.json", "model.safetensors"}
-    assert len(ref["sha256"]["model.safetensors"]) == 64
+    weights = sha256_file(tmp_path / arch / "model.safetensors")
+    assert ref["sha256"]["model.safetensors"] == weights
+    assert ref["weights_file"] == "model.safetensors" and ref["weights_sha256"] == weights
+    assert ref["revision"] is None  # a local directory: its files' hashes identify it
 
 
 def test_pretrained_arch_mismatch_is_an_error(tmp_path: Path) -> None:
@@ -87,30 +98,115 @@ def test_missing_local_dir_says_how_to_fix(tmp_path: Path) -> None:
     assert "backbone_weights=random" in msg
 
 
-def test_hub_id_offline_fails_clearly_without_network(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No network at all and an empty hub cache under tmp_path (returned)."""
     import huggingface_hub.constants
 
+    cache = tmp_path / "hf" / "hub"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
 
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError("tried to reach the network")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    settings = BackboneSettings(
-        arch="hubert", checkpoint="facebook/hubert-base-ls960", weights="pretrained"
-    )
+    return cache
+
+
+def test_hub_id_offline_fails_clearly_without_network(offline: Path) -> None:
+    settings = BackboneSettings("hubert", HUB_ID, "pretrained", revision=REV)
     with pytest.raises(BackboneUnavailableError) as err:
         load_backbone(settings)
     msg = str(err.value)
     assert "'facebook/hubert-base-ls960'" in msg
+    assert "seda models fetch" in msg and "backbones.<name>.local_dir=" in msg
     assert "backbone_weights=random" in msg
     assert "tried to reach the network" not in msg
+
+
+def test_pinned_hub_id_loads_from_the_cache_offline(offline: Path) -> None:
+    snapshot = offline / "models--facebook--hubert-base-ls960" / "snapshots" / REV
+    saved = save_tiny_checkpoint("hubert", snapshot)
+    settings = BackboneSettings("hubert", HUB_ID, "pretrained", revision=REV)
+    model, _ = load_backbone(settings)
+    name = "encoder.layers.0.attention.k_proj.weight"
+    assert torch.equal(model.state_dict()[name], saved.state_dict()[name])
+    digest = sha256_file(snapshot / "model.safetensors")
+    assert weights_sha256(model) == digest
+    ref = backbone_reference(settings, model)
+    assert ref["revision"] == REV and ref["weights_sha256"] == digest and "sha256" not in ref
+
+
+def fetched_tiny(root: Path, revision: str = REV) -> Path:
+    """A tiny hubert laid out as `seda models fetch --dest root` lays out HUB_ID at revision."""
+    folder = snapshot_dir(root, HUB_ID, revision)
+    save_tiny_checkpoint("hubert", folder)
+    write_manifest(folder, HUB_ID, revision)
+    return folder
+
+
+def test_fetched_folder_loads_offline_and_records_the_weights_hash(
+    tmp_path: Path, offline: Path
+) -> None:
+    folder = fetched_tiny(tmp_path / "models" / "hub")
+    settings = BackboneSettings(
+        "hubert", HUB_ID, "pretrained", revision=REV, local_dir=str(tmp_path / "models" / "hub")
+    )
+    model, prep = load_backbone(settings)
+    assert Path(model.name_or_path) == folder
+    assert prep == Preprocessing(16000, do_normalize=False, return_attention_mask=False)
+    digest = sha256_file(folder / "model.safetensors")
+    assert weights_sha256(model) == weights_sha256(folder) == digest
+    ref = backbone_reference(settings, model)
+    assert ref == {
+        "arch": "hubert",
+        "checkpoint": HUB_ID,
+        "weights": "pretrained",
+        "revision": REV,
+        "weights_file": "model.safetensors",
+        "weights_sha256": digest,
+    }
+
+
+def test_fetched_folder_must_hold_the_pinned_revision_and_bytes(
+    tmp_path: Path, offline: Path
+) -> None:
+    root = tmp_path / "hub"
+    folder = fetched_tiny(root)
+    other = "f" * 40
+
+    def load(revision: str) -> None:
+        settings = BackboneSettings("hubert", HUB_ID, "pretrained", revision, local_dir=str(root))
+        load_backbone(settings)
+
+    with pytest.raises(BackboneUnavailableError, match="seda models fetch --dest"):
+        load(other)  # never fetched
+    shutil.copytree(folder, snapshot_dir(root, HUB_ID, other))
+    with pytest.raises(BackboneUnavailableError, match=f"at revision {REV}, not"):
+        load(other)  # a copy of another revision's folder
+    with open(folder / "model.safetensors", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(BackboneUnavailableError, match="sha256 mismatch"):
+        load(REV)
+
+
+def test_pretrained_hub_weights_need_a_commit_revision(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        BackboneSettings("hubert", HUB_ID, "pretrained", revision="main")
+    msg = str(err.value)
+    assert "revision" in msg and "'main'" in msg and HUB_ID in msg
+    assert "\n" not in msg and ". " not in msg  # one sentence
+    for unpinned in (None, "dba3bb0", REV.upper(), REV + "0"):
+        with pytest.raises(ConfigError, match="revision"):
+            BackboneSettings("hubert", HUB_ID, "pretrained", revision=unpinned)
+    # Random weights need no revision, and a local directory is identified by its files.
+    BackboneSettings("hubert", HUB_ID, "random")
+    BackboneSettings("hubert", HUB_ID, "random", revision="main")
+    BackboneSettings("hubert", str(tmp_path), "pretrained")
 
 
 def test_random_weights_are_seeded_and_never_touch_the_checkpoint() -> None:
@@ -153,6 +249,7 @@ def test_conf_backbones_build_and_run(name: str) -> None:
     settings = build(BackboneSettings, data, f"backbones.{name}")
     assert settings.weights == "random" and settings.sample_rate == 16000
     assert "/" in settings.checkpoint  # a hub id, for weights: pretrained
+    assert settings.local_dir is None  # the hub cache unless pointed at a fetched folder
     model, prep = load_backbone(settings)
     x, lengths, mask = prep.batch([np.zeros(16000, np.float32), np.ones(8000, np.float32)])
     with torch.inference_mode():
@@ -185,3 +282,20 @@ def test_pooling_ignores_padding_frames() -> None:
     both = pool_hidden_states([h], torch.tensor([6, 3]), "mean+std")
     assert both.shape == (2, 1, 8)
     assert torch.allclose(both[1, 0, 4:], h[1, :3].std(0, unbiased=False), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["hubert", "wav2vec2", "wavlm", "data2vec"])
+def test_conf_backbones_are_pinned_for_pretrained_weights(name: str) -> None:
+    """weights: pretrained builds exactly when the config names a commit (a null revision is a
+    checkpoint whose commit is still to be looked up, refused rather than left floating)."""
+    cfg = OmegaConf.create(
+        {"backbone_weights": "pretrained", "b": OmegaConf.load(CONF / f"{name}.yaml")}
+    )
+    data = OmegaConf.to_container(cfg, resolve=True)["b"]
+    if data["revision"] is None:
+        with pytest.raises(ConfigError, match="revision None"):
+            build(BackboneSettings, data, f"backbones.{name}")
+        return
+    assert re.fullmatch(r"[0-9a-f]{40}", data["revision"])
+    settings = build(BackboneSettings, data, f"backbones.{name}")
+    assert settings.weights == "pretrained" and settings.revision == data["revision"]

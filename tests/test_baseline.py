@@ -9,17 +9,16 @@ import pytest
 from sklearn.metrics import recall_score
 
 from seda.audio import AudioError, load_audio, write_wav
-from seda.baseline import (
-    BaselineModel,
-    BaselineSettings,
+from seda.baseline import BaselineSettings
+from seda.config import ConfigError, build
+from seda.features.classic import (
     classic_features,
     egemaps_functionals,
     feature_names,
     featurize_clips,
     mfcc_stats,
-    per_speaker_standardise,
 )
-from seda.config import ConfigError, build
+from seda.models.baseline import BaselineModel, per_speaker_standardise
 
 SR = 16000
 TUREVDB = Path("../shared/data/turevdb/Sound Source")
@@ -140,10 +139,54 @@ def test_serialisation_round_trip(
     loaded = BaselineModel.load(tmp_path / "model.safetensors")
     # a new speaker with few clips exercises the pooled fallback statistics too
     new = np.array(["spk0"] * 40 + ["new"] * (len(X) - 40))
-    np.testing.assert_allclose(
-        loaded.predict_proba(X, new), model.predict_proba(X, new), rtol=1e-10, atol=1e-12
-    )
+    # the same arrays, the same arithmetic: identical probabilities
+    np.testing.assert_array_equal(loaded.predict_proba(X, new), model.predict_proba(X, new))
     assert loaded.labels == model.labels and loaded.settings == model.settings
+    assert loaded.best_params == model.best_params and loaded.gamma == model.gamma
+    # saving again gives the same bytes (nothing of the run, e.g. a time, goes into the file)
+    loaded.save(tmp_path / "again.safetensors")
+    again = (tmp_path / "again.safetensors").read_bytes()
+    assert again == (tmp_path / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("classifier", ["svm", "logreg"])
+@pytest.mark.parametrize("n_classes", [2, 3, 4])
+def test_plain_array_scoring_is_what_sklearn_predicts(
+    tone_corpus: tuple[np.ndarray, np.ndarray, np.ndarray], classifier: str, n_classes: int
+) -> None:
+    """The saved arrays reproduce the fitted scikit-learn pipeline's predict_proba."""
+    X, y, speakers = tone_corpus
+    rng = np.random.default_rng(n_classes)
+    names = np.array(["angry", "calm", "happy", "sad"][:n_classes])
+    y = names[rng.integers(0, n_classes, len(y))]  # noisy labels: many support vectors
+    settings = BaselineSettings(classifier=classifier, min_speaker_clips=2, tune=False)
+    model = BaselineModel(settings).fit(X, y, speakers)
+    new = np.array(["spk0"] * 40 + ["new"] * (len(X) - 40))
+    Z = model._prepare(X, speakers)
+    pipeline = model._new_pipeline(settings.C, settings.gamma)
+    pipeline.fit(Z, np.searchsorted(model.labels, y))
+    want = pipeline.predict_proba(model._prepare(X, new))
+    got = model.predict_proba(X, new)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(got.argmax(axis=1), want.argmax(axis=1))
+
+
+def test_fitting_twice_gives_the_same_file(
+    tone_corpus: tuple[np.ndarray, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    X, y, speakers = tone_corpus
+    for k in range(2):
+        model = BaselineModel(BaselineSettings(min_speaker_clips=2)).fit(X, y, speakers)
+        model.save(tmp_path / f"m{k}.safetensors")
+    assert (tmp_path / "m0.safetensors").read_bytes() == (tmp_path / "m1.safetensors").read_bytes()
+
+
+def test_load_refuses_other_files(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    save_file({"x": np.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="seda-baseline"):
+        BaselineModel.load(tmp_path / "other.safetensors")
 
 
 def test_inner_search_uses_only_training_speakers(

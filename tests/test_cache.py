@@ -1,4 +1,4 @@
-"""The per-file cache misses when the computing code changes and `seda cache prune` frees the rest."""
+"""The per-file cache misses when its code changes; `seda cache prune` frees the rest."""
 
 from __future__ import annotations
 

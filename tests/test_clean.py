@@ -1,11 +1,15 @@
-"""Tests of the clean stage: clip planning, loudness, bad input, caching, streaming memory, VAD."""
+"""Tests of the clean stage: clip planning, loudness, bad input, caching (also across code
+edits), streaming memory, VAD, and a full disk stopping the stage."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,26 +18,25 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 
+from seda import codefp
 from seda.audio import AudioError
 from seda.config import ConfigError
-from seda.io import read_csv, sha256_file, write_csv_atomic
-from seda.stages import clean as clean_mod
-from seda.stages.clean import (
-    COLUMNS,
+from seda.io import read_csv, sha256_file
+from seda.parallel import EnvironmentFailure
+from seda.records import CLIP_COLUMNS, ItemRow, write_records
+from seda.segment import clips as clips_mod
+from seda.segment.clips import (
     CleanSettings,
     ClipReject,
     ClipSettings,
-    LoudnessSettings,
-    NoiseReduceSettings,
     clean_file,
     merge_regions,
-    normalise_loudness,
-    reduce_noise,
-    rms_dbfs,
-    run,
     split_region,
 )
-from seda.vad import VadSettings, detect_speech
+from seda.segment.denoise import NoiseReduceSettings, reduce_noise
+from seda.segment.loudness import LoudnessSettings, normalise_loudness, rms_dbfs
+from seda.segment.vad import VadSettings, detect_speech
+from seda.stages import clean as clean_mod
 
 TUREVDB = Path(__file__).resolve().parents[1].parent / "shared/data/turevdb/Sound Source"
 ENERGY = {
@@ -42,7 +45,7 @@ ENERGY = {
     "min_silence_seconds": 0.3,
     "min_speech_seconds": 0.25,
 }
-MANIFEST_COLUMNS = ["id", "path", "label", "speaker", "source_id", "source_url", "sha256"]
+SEPARATED = Path("data/separated/manifest.csv")
 
 
 def burst(seconds: float, sr: int, level: float = 0.2) -> np.ndarray:
@@ -72,20 +75,26 @@ def params(**clean_overrides: object) -> dict:
     return {"workers": 1, "clean": clean, "vad": dict(ENERGY)}
 
 
+def run(
+    p: dict, manifest: str | Path = SEPARATED, out_dir: str | Path = "data/clean", **kw: object
+) -> dict:
+    """The stage on the paths dvc.yaml gives it (relative to the test's cwd)."""
+    return clean_mod.run(p, manifest=manifest, out_dir=out_dir, **kw)
+
+
 def write_manifest(path: Path, items: dict[str, Path], label: str = "angry") -> None:
     rows = [
-        {
-            "id": i,
-            "path": str(p),
-            "label": label,
-            "speaker": "s1",
-            "source_id": i,
-            "source_url": "",
-            "sha256": sha256_file(p) if p.exists() else "",
-        }
+        ItemRow(
+            id=i,
+            path=str(p),
+            label=label,
+            speaker="s1",
+            source_id=i,
+            sha256=sha256_file(p) if p.exists() else "",
+        )
         for i, p in items.items()
     ]
-    write_csv_atomic(path, rows, MANIFEST_COLUMNS)
+    write_records(path, rows, ItemRow)
 
 
 # --- pure functions ---------------------------------------------------------------------------
@@ -176,11 +185,12 @@ def test_stage_gives_clips_or_reasons_for_every_input(
     files = make_inputs(tmp_path / "in")
     Path("data/separated").mkdir(parents=True)
     write_manifest(Path("data/separated/manifest.csv"), files)
-    summary = run(params())
+    # A 1 s minimum, so that stereo44's 0.5 s burst is rejected as too short.
+    summary = run(params(clips={"min_seconds": 1.0}))
 
     clips = read_csv("data/clean/manifest.csv")
     rejected = read_csv("data/clean/rejected.csv")
-    assert list(clips[0]) == list(COLUMNS)
+    assert list(clips[0]) == list(CLIP_COLUMNS)
     reasons = {r["id"]: r["reason"] for r in rejected}
     for name in files:
         has_clip = any(c["item_id"] == name for c in clips)
@@ -237,8 +247,8 @@ def test_second_run_decodes_nothing_and_new_files_only_once(
         raise AssertionError("decoded a cached input")
 
     with monkeypatch.context() as m:
-        m.setattr(clean_mod, "audio_info", no_decoding)
-        m.setattr(clean_mod, "iter_audio_blocks", no_decoding)
+        m.setattr(clips_mod, "audio_info", no_decoding)
+        m.setattr(clips_mod, "iter_audio_blocks", no_decoding)
         second = run(params())
     assert (second["decoded"], second["cached"]) == (0, 4)
     assert Path("data/clean/manifest.csv").read_text() == before
@@ -269,13 +279,75 @@ def test_worker_processes_give_the_same_clips(
     assert a == [(r["clip_id"], r["sha256"]) for r in read_csv("parallel/manifest.csv")]
 
 
+@pytest.fixture
+def seda_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A copy of the seda sources that code fingerprints are taken from (edit it freely)."""
+    copy = tmp_path / "src_copy" / "seda"
+    shutil.copytree(codefp.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    real = codefp.module_file
+    monkeypatch.setattr(codefp, "module_file", lambda name, package_dir=None: real(name, copy))
+    codefp._direct_imports.cache_clear()
+    yield copy
+    codefp._direct_imports.cache_clear()
+
+
+def _append_comment(path: Path) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
+
+
+def test_cache_keys_on_the_clip_code_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seda_copy: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    sf.write(tmp_path / "a.wav", utterance([1.5, 2.0], 16000), 16000, subtype="PCM_16")
+    write_manifest(SEPARATED, {"a": tmp_path / "a.wav"})
+    assert run(params())["decoded"] == 1
+    before = Path("data/clean/manifest.csv").read_bytes()
+    # Modules the clips are not computed with: the entry is reused.
+    for unrelated in ("review.py", "segment/manifest.py", "stages/clean.py"):
+        _append_comment(seda_copy / unrelated)
+        assert run(params())["cached"] == 1, unrelated
+    # The clip code or a module it imports: cleaned again (an older entry is never used).
+    for computing in ("segment/loudness.py", "segment/clips.py", "audio.py"):
+        _append_comment(seda_copy / computing)
+        assert run(params())["decoded"] == 1, computing
+    assert Path("data/clean/manifest.csv").read_bytes() == before
+    assert len(list(Path("data/cache/clean").glob("*/*/*/result.json"))) == 4
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_full_disk_stops_the_stage_instead_of_rejecting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    sf.write(tmp_path / "a.wav", utterance([1.5], 16000), 16000, subtype="PCM_16")
+    write_manifest(SEPARATED, {"a": tmp_path / "a.wav"})
+
+    @contextlib.contextmanager
+    def full_disk(path: Path, suffix: str | None = None) -> Iterator[Path]:
+        yield Path("/dev/full")  # every write fails with ENOSPC
+
+    monkeypatch.setattr(clips_mod, "atomic_path", full_disk)
+    with pytest.raises(EnvironmentFailure, match=r"No space left on device: .*000\.wav"):
+        run(params())
+    Path("params.yaml").write_text(
+        "clean: {noise_reduce: {enabled: false}}\nvad: {backend: energy}\nworkers: 1\n"
+    )
+    assert clean_mod.main(["--manifest", str(SEPARATED), "--out", "data/clean"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0]
+    assert not Path("data/clean/rejected.csv").exists()
+    assert not Path("data/clean/manifest.csv").exists()
+
+
 def test_main_reports_missing_input_without_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("params.yaml").write_text("clean: {}\nvad: {backend: energy}\n")
-    assert clean_mod.main([]) == 2
-    assert "run the separate stage first" in capsys.readouterr().err
+    assert clean_mod.main(["--manifest", str(SEPARATED), "--out", "data/clean"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run the separate stage first" in err[0]
 
 
 def test_block_streaming_matches_whole_file(tmp_path: Path) -> None:
@@ -313,8 +385,8 @@ def test_streaming_memory_stays_below_decoded_size(tmp_path: Path) -> None:
     decoded = minutes * 60 * sr * 4
     script = textwrap.dedent(f"""
         import resource, numpy as np, soundfile as sf
-        from seda.stages.clean import CleanSettings, clean_file
-        from seda.vad import VadSettings
+        from seda.segment.clips import CleanSettings, clean_file
+        from seda.segment.vad import VadSettings
         s = CleanSettings(block_seconds=30.0)
         s.noise_reduce.enabled = False
         v = VadSettings(**{ENERGY!r})

@@ -12,28 +12,42 @@ import re
 import threading
 import time
 from collections import Counter
-from dataclasses import replace
+from dataclasses import asdict, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from omegaconf import OmegaConf
 
-from seda.io import sha256_file
-from seda.stages import collect as col
-from seda.stages.collect import (
+import seda.collect as col
+import seda.collect.folder
+import seda.collect.ytdlp
+from seda.audio import FfmpegMissingError
+from seda.collect import (
     CollectError,
     FolderSettings,
     YoutubeSettings,
     YtdlpSettings,
-    collect,
+    collect_dataset,
     collect_folder,
 )
-from seda.stages.demo import generate
+from seda.demo_corpus import generate
+from seda.errors import ConfigError, InputMissingError
+from seda.io import normalise_reason, sha256_file
+from seda.records import ITEM_COLUMNS
+from seda.stages import collect as stage
 
 TUREVDB = Path(__file__).resolve().parents[1] / "../shared/data/turevdb/Sound Source"
 ID_RE = re.compile(r"[a-z0-9_-]+")
+RAW = Path("data/raw")
+CACHE = Path("data/cache/collect")
+
+
+def collect(settings, **kwargs) -> dict:
+    """Collect into data/raw below the current directory, as the stage does."""
+    return collect_dataset(settings, RAW, CACHE, **kwargs)
 
 
 def _read(path: str | Path) -> list[dict[str, str]]:
@@ -56,7 +70,7 @@ def test_demo_collects_every_item_through_ytdlp(collected_demo, small_demo_setti
     summary = collected_demo
     assert summary["items"] == 8 and summary["failures"] == 0 and summary["downloaded"] == 8
     rows = _read("data/raw/manifest.csv")
-    assert tuple(rows[0]) == col.MANIFEST_COLUMNS
+    assert tuple(rows[0]) == ITEM_COLUMNS
     assert Counter(r["label"] for r in rows) == dict.fromkeys(("angry", "calm", "happy", "sad"), 2)
     assert {r["speaker"] for r in rows} == {"demo_s1", "demo_s2"}
     sources = _read("data/demo/sources.csv")
@@ -64,7 +78,8 @@ def test_demo_collects_every_item_through_ytdlp(collected_demo, small_demo_setti
     for row in rows:
         assert ID_RE.fullmatch(row["id"]) and row["id"].startswith("generic-demo_s")
         assert row["path"] == f"data/raw/audio/{row['id']}.wav"
-        assert row["source_url"].startswith("file://") and row["origin"] == "youtube"
+        assert row["source_url"].startswith("file:data/demo/media/demo_s")  # portable
+        assert row["origin"] == "youtube"
         assert sha256_file(row["path"]) == row["sha256"]
         info = sf.info(row["path"])
         assert info.format == "WAV"  # FLAC and OGG sources were converted
@@ -86,7 +101,7 @@ def test_demo_rerun_uses_the_cache_and_notices_a_regenerated_demo(
     again = collect(demo_dataset_settings)
     assert again["downloaded"] == 0 and again["from_cache"] == 8
     assert {r["id"]: r["sha256"] for r in _read("data/raw/manifest.csv")} == before
-    generate(replace(small_demo_settings, seed=99))
+    generate(replace(small_demo_settings, seed=99), "data/demo")
     changed = collect(demo_dataset_settings)
     assert changed["downloaded"] == 8
     after = {r["id"]: r["sha256"] for r in _read("data/raw/manifest.csv")}
@@ -172,14 +187,14 @@ def test_main_exit_2_when_sources_or_root_missing(tmp_path, monkeypatch, capsys)
         encoding="utf-8",
     )
     (tmp_path / "data/sources").mkdir(parents=True)
-    assert col.main([]) == 2
+    assert stage.main(["--out", "data/raw"]) == 2
     err = capsys.readouterr().err
     assert "sources table not found" in err and "Traceback" not in err
     (tmp_path / "params.yaml").write_text(
         "dataset:\n  kind: folder\n  name: x\n  root: nowhere\n  pattern: '(?P<label>[^/]+)/'\n",
         encoding="utf-8",
     )
-    assert col.main([]) == 2
+    assert stage.main(["--out", "data/raw"]) == 2
     assert "dataset root not found: nowhere" in capsys.readouterr().err
     (tmp_path / "data/sources/yt.csv").write_text("url,label\nytsearch1:x,calm\n", encoding="utf-8")
     (tmp_path / "params.yaml").write_text(
@@ -189,10 +204,10 @@ def test_main_exit_2_when_sources_or_root_missing(tmp_path, monkeypatch, capsys)
     )
 
     def no_ffmpeg() -> str:
-        raise col.FfmpegMissingError("ffmpeg not found: install it")
+        raise FfmpegMissingError("ffmpeg not found: install it")
 
-    monkeypatch.setattr(col, "find_ffmpeg", no_ffmpeg)
-    assert col.main([]) == 2
+    monkeypatch.setattr(seda.collect.ytdlp, "find_ffmpeg", no_ffmpeg)
+    assert stage.main(["--out", "data/raw"]) == 2
     assert "ffmpeg not found" in capsys.readouterr().err
 
 
@@ -202,6 +217,78 @@ def test_ids_are_sanitised_and_unique():
     assert col.item_id("Generic", "x") == "generic-x"
     for raw in ("../../etc/passwd", "a b/c\nd", "ğüşıöç", "كلام"):
         assert ID_RE.fullmatch(col.slug_id(raw))
+
+
+def test_failure_reasons_are_normalised(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ffmpeg = (
+        "not decodable audio ([mp3 @ 0x563a68028900] Failed to read frame size: "
+        "[in#0 @ 0x55faa5c4fd40] Error opening input: {}/x.mp3: Invalid argument)"
+    )
+    a = normalise_reason(ffmpeg.format(tmp_path / "corpus"))
+    b = normalise_reason(
+        ffmpeg.replace("0x563a68028900", "0x7f0011").format(tmp_path / "corpus"), tmp_path
+    )
+    assert (
+        a
+        == b
+        == (
+            "not decodable audio ([mp3] Failed to read frame size: "
+            "[in#0] Error opening input: corpus/x.mp3: Invalid argument)"
+        )
+    )
+    assert normalise_reason(f"at 2024-05-01 12:34:56.789: {(tmp_path / 'a b.wav').as_uri()}\n") == (
+        "at <time>: file:a%20b.wav"
+    )
+    assert normalise_reason("<Foo object at 0x7f3a2b1c>  gone") == "<Foo object> gone"
+    assert normalise_reason("HTTP Error 404: Not Found") == "HTTP Error 404: Not Found"
+
+
+def _demo_with_failures(small_demo_settings) -> None:
+    """A tiny demo plus sources rows that fail (bad media, missing file, duplicate) and a folder
+    corpus with a bad MP3 (ffmpeg reports it with a memory address)."""
+    generate(replace(small_demo_settings, speakers=1, item_seconds=6.0), "data/demo")
+    (Path("data/demo/media/garbage.wav")).write_bytes(b"this is not audio at all" * 10)
+    with open("data/demo/sources.csv", "a", encoding="utf-8", newline="") as fh:
+        fh.write("media/garbage.wav,calm,s9,,,\nmedia/nope.wav,sad,s9,,,\n")
+        fh.write(f"{Path('data/demo/media/demo_s1_angry_1.wav').resolve().as_uri()},angry,,,,\n")
+    _corpus(Path("corpus"))
+    (Path("corpus/Sad/s1_bad.mp3")).write_bytes(b"ID3" + b"\0" * 300)
+
+
+def test_same_inputs_in_another_clone_give_the_same_bytes(
+    tmp_path, monkeypatch, small_demo_settings, demo_dataset_settings
+):
+    """Issue #8: collecting the demo in two working copies writes identical manifests (every path
+    and URL relative) and failures (normalised reasons)."""
+    outputs = {}
+    for clone in ("a", "b"):
+        (tmp_path / clone).mkdir()
+        monkeypatch.chdir(tmp_path / clone)
+        _demo_with_failures(small_demo_settings)
+        params = {"dataset": asdict(demo_dataset_settings), "workers": 1}
+        Path("params.yaml").write_text(OmegaConf.to_yaml(params), encoding="utf-8")
+        assert stage.main(["--out", "data/raw", "--cache", "cache"]) == 0
+        folder = collect_dataset(_folder(Path("corpus")), Path("data/folder"), CACHE, workers=1)
+        assert folder["failures"] == 6
+        outputs[clone] = {
+            p.as_posix(): p.read_bytes()
+            for out in ("data/raw", "data/folder")
+            for p in sorted(Path(out).glob("*.csv"))
+        }
+    assert outputs["a"] == outputs["b"]
+    text = b"".join(outputs["a"].values()).decode()
+    assert str(tmp_path) not in text and "file://" not in text and "@ 0x" not in text
+    rows = _read(tmp_path / "b/data/raw/manifest.csv")
+    assert len(rows) == 4 and {r["source_url"] for r in rows} == {
+        f"file:data/demo/media/{Path(r['source_url']).name}" for r in rows
+    }
+    failures = {f["url"]: f["reason"] for f in _read(tmp_path / "b/data/raw/failures.csv")}
+    assert "file:data/demo/media/garbage.wav" in failures
+    assert failures["media/nope.wav"].endswith("file not found: data/demo/media/nope.wav")
+    assert "same item as sources row 1" in failures["file:data/demo/media/demo_s1_angry_1.wav"]
+    bad_mp3 = [f for f in _read(tmp_path / "b/data/folder/failures.csv") if "mp3" in f["path"]]
+    assert bad_mp3 and bad_mp3[0]["path"] == "corpus/Sad/s1_bad.mp3"
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,9 +412,15 @@ def test_http_downloads_failures_and_rerun(tmp_path, monkeypatch, media_server):
     assert float(rows["b"]["duration"]) == pytest.approx(1.5, abs=0.05)
     assert all(sha256_file(r["path"]) == r["sha256"] for r in rows.values())
     assert media_server.gets("/flaky.wav") >= 3  # dropped twice, then retried to success
-    failures = {Path(f["url"]).name: f["reason"] for f in _read("data/raw/failures.csv")}
+    failed = {Path(f["url"]).name: f for f in _read("data/raw/failures.csv")}
+    failures = {name: f["reason"] for name, f in failed.items()}
     assert set(failures) == {"missing.wav", "broken.wav", "stall.wav"}
     assert "404" in failures["missing.wav"]
+    assert {name: f["kind"] for name, f in failed.items()} == {
+        "missing.wav": "permanent",
+        "broken.wav": "transient",
+        "stall.wav": "transient",
+    }
     assert failures["broken.wav"] and failures["stall.wav"]
     assert "timed out" in failures["stall.wav"].lower()
     assert summary["failures"] == 3
@@ -336,7 +429,9 @@ def test_http_downloads_failures_and_rerun(tmp_path, monkeypatch, media_server):
     seen = len(media_server.requests)
     again = collect(replace(settings, sources=str(sources)))
     served = {p for _, p in media_server.requests[seen:]}
-    assert served == {"/missing.wav", "/broken.wav", "/stall.wav"}  # only the failures again
+    # only the transient failures again: the 404 is remembered and not requested
+    assert served == {"/broken.wav", "/stall.wav"}
+    assert {Path(f["url"]).name: f["reason"] for f in _read("data/raw/failures.csv")} == failures
     assert again["from_cache"] == 4 and again["downloaded"] == 0
     assert {r["source_id"] for r in _read("data/raw/manifest.csv")} == set(rows)
 
@@ -423,7 +518,7 @@ def test_folder_regex_label_map_and_bad_files(tmp_path, monkeypatch):
     _corpus(root)
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     got = collect_folder(_folder(root), cache_dir=tmp_path / "cache", workers=1)
-    rows = {r["title"]: r for r in got.rows}
+    rows = {r.title: r for r in got.rows}
     assert set(rows) == {
         "Angry/s1_a.wav",
         "Angry/s2_b.wav",
@@ -431,13 +526,13 @@ def test_folder_regex_label_map_and_bad_files(tmp_path, monkeypatch):
         "Sad/s2_d.wav",
         "Happy/s3_f.wav",
     }
-    assert rows["Happy/s3_f.wav"]["label"] == "joy"  # renamed
-    assert rows["Angry/s2_b.wav"]["speaker"] == "s2"
-    assert rows["Calm/s1_c.flac"]["path"] == "corpus/Calm/s1_c.flac"  # referenced in place
-    assert rows["Calm/s1_c.flac"]["duration"] == pytest.approx(0.7, abs=1e-3)
+    assert rows["Happy/s3_f.wav"].label == "joy"  # renamed
+    assert rows["Angry/s2_b.wav"].speaker == "s2"
+    assert rows["Calm/s1_c.flac"].path == "corpus/Calm/s1_c.flac"  # referenced in place
+    assert rows["Calm/s1_c.flac"].duration == pytest.approx(0.7, abs=1e-3)
     for r in rows.values():
-        assert ID_RE.fullmatch(r["id"]) and r["id"].startswith("toy-") and r["origin"] == "folder"
-        assert r["sha256"] == sha256_file(tmp_path / r["path"])
+        assert ID_RE.fullmatch(r.id) and r.id.startswith("toy-") and r.origin == "folder"
+        assert r.sha256 == sha256_file(tmp_path / r.path)
     reasons = {Path(f["path"]).name: f["reason"] for f in got.failures.rows}
     assert "dropped by label_map" in reasons["s1_e.wav"]
     assert "empty" in reasons["s1_empty.wav"]
@@ -452,16 +547,16 @@ def test_folder_hash_cache_follows_size_and_mtime(tmp_path, monkeypatch):
     root = tmp_path / "corpus"
     _corpus(root)
     cache = tmp_path / "cache"
-    first = {r["id"]: r["sha256"] for r in collect_folder(_folder(root), cache, workers=1).rows}
+    first = {r.id: r.sha256 for r in collect_folder(_folder(root), cache, workers=1).rows}
     calls: list[str] = []
-    real_probe = col.probe_file
+    real_probe = seda.collect.folder.probe_file
 
     def spy(path: str) -> dict:
         calls.append(path)
         return real_probe(path)
 
-    monkeypatch.setattr(col, "probe_file", spy)
-    second = {r["id"]: r["sha256"] for r in collect_folder(_folder(root), cache, workers=1).rows}
+    monkeypatch.setattr(seda.collect.folder, "probe_file", spy)
+    second = {r.id: r.sha256 for r in collect_folder(_folder(root), cache, workers=1).rows}
     assert second == first
     assert sorted(Path(c).name for c in calls) == [
         "s1_empty.wav",
@@ -493,7 +588,7 @@ def test_folder_labels_csv(tmp_path, monkeypatch):
         tmp_path / "cache",
         workers=1,
     )
-    rows = {r["title"]: (r["label"], r["speaker"]) for r in got.rows}
+    rows = {r.title: (r.label, r.speaker) for r in got.rows}
     assert rows == {"Angry/s1_a.wav": ("angry", "alice"), "Calm/s1_c.flac": ("calm", "s1")}
     reasons = [f["reason"] for f in got.failures.rows]
     assert any("dropped by label_map" in r for r in reasons)
@@ -502,21 +597,21 @@ def test_folder_labels_csv(tmp_path, monkeypatch):
 
 
 def test_folder_config_errors(tmp_path):
-    with pytest.raises(CollectError, match="root not found"):
+    with pytest.raises(InputMissingError, match="root not found"):
         collect_folder(_folder(tmp_path / "absent"), tmp_path / "c")
     (tmp_path / "x").mkdir()
-    with pytest.raises(col.ConfigError, match="label"):
+    with pytest.raises(ConfigError, match="label"):
         collect_folder(_folder(tmp_path / "x", pattern=r"(?P<speaker>\w+)"), tmp_path / "c")
-    with pytest.raises(col.ConfigError, match="regular expression"):
+    with pytest.raises(ConfigError, match="regular expression"):
         collect_folder(_folder(tmp_path / "x", pattern=r"(?P<label>"), tmp_path / "c")
-    with pytest.raises(CollectError, match="labels_csv not found"):
+    with pytest.raises(InputMissingError, match="labels_csv not found"):
         collect_folder(_folder(tmp_path / "x", labels_csv="none.csv"), tmp_path / "c")
 
 
 @pytest.mark.shared
 @pytest.mark.skipif(not TUREVDB.is_dir(), reason="../shared/data/turevdb is absent")
 def test_turevdb_import(tmp_path, monkeypatch):
-    from seda.config import compose
+    from seda.schema import compose
 
     repo = Path(__file__).resolve().parents[1]
     params = compose(["dataset=turevdb"], conf_dir=repo / "conf")
@@ -524,14 +619,14 @@ def test_turevdb_import(tmp_path, monkeypatch):
     settings = replace(settings, root=os.path.normpath(TUREVDB))
     got = collect_folder(settings, cache_dir=tmp_path / "cache", workers=2)
     assert len(got.rows) == 1735 and len(got.failures) == 0
-    assert Counter(r["label"] for r in got.rows) == {
+    assert Counter(r.label for r in got.rows) == {
         "angry": 487,
         "calm": 408,
         "happy": 357,
         "sad": 483,
     }
-    assert {r["speaker"] for r in got.rows} == {"1157", "1234", "1358", "1984", "6783", "7895"}
-    assert len({r["id"] for r in got.rows}) == 1735
-    assert all(ID_RE.fullmatch(r["id"]) for r in got.rows)
-    assert all(0.2 < r["duration"] < 10 for r in got.rows)  # isolated words
-    assert all(r["path"].startswith("../shared/data/turevdb/Sound Source/") for r in got.rows)
+    assert {r.speaker for r in got.rows} == {"1157", "1234", "1358", "1984", "6783", "7895"}
+    assert len({r.id for r in got.rows}) == 1735
+    assert all(ID_RE.fullmatch(r.id) for r in got.rows)
+    assert all(0.2 < r.duration < 10 for r in got.rows)  # isolated words
+    assert all(r.path.startswith("../shared/data/turevdb/Sound Source/") for r in got.rows)

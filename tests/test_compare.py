@@ -1,4 +1,5 @@
-"""Stage `compare`: table order, interval formatting, warnings, chart and bad metrics files."""
+"""seda.comparison and the compare stage: table order, interval formatting, warnings, chart and
+bad metrics files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from seda import comparison
 from seda.metrics import classification_metrics
 from seda.stages import compare
 
@@ -59,10 +61,10 @@ def test_table_sorted_by_uar_with_intervals(tmp_path: Path) -> None:
         "wav2vec2": write_metrics(metrics_dir, "wav2vec2", 0.1),
         "baseline": write_metrics(metrics_dir, "baseline", 0.7, weights=None),
     }
-    summary = compare.run(metrics_dir, reports)
+    summary = compare.run([metrics_dir], reports)
     md = (reports / "comparison.md").read_text()
     header, *rows = table(md)
-    assert header == list(compare.TABLE_HEADER)
+    assert header == list(comparison.TABLE_HEADER)
     order = sorted(written, key=lambda m: (-written[m]["uar"], m))  # ties by name
     assert [r[0] for r in rows] == order
     assert summary["best_model"] == order[0]
@@ -99,8 +101,9 @@ def test_no_warning_without_random_weights_and_reruns_are_identical(tmp_path: Pa
     metrics_dir = tmp_path / "metrics"
     write_metrics(metrics_dir, "wavlm", 1.0, "pretrained", "facebook/wavlm-base-plus")
     write_metrics(metrics_dir, "baseline", 0.5, weights=None)
-    compare.run(metrics_dir, tmp_path / "a")
-    compare.run(metrics_dir, tmp_path / "b")
+    compare.run([metrics_dir], tmp_path / "a")
+    # Files named one by one read like their folder.
+    compare.run(sorted(metrics_dir.glob("*.json")), tmp_path / "b")
     md = (tmp_path / "a/comparison.md").read_text()
     assert "Warning" not in md
     for name in ("comparison.md", "comparison.png", "comparison.json"):
@@ -112,7 +115,7 @@ def test_bad_files_are_listed_not_dropped(tmp_path: Path) -> None:
     write_metrics(metrics_dir, "hubert", 0.5)
     (metrics_dir / "broken.json").write_text("{not json")
     (metrics_dir / "partial.json").write_text(json.dumps({"model": "partial", "accuracy": 0.5}))
-    summary = compare.run(metrics_dir, tmp_path / "reports")
+    summary = compare.run([metrics_dir], tmp_path / "reports")
     md = (tmp_path / "reports/comparison.md").read_text()
     assert [r[0] for r in table(md)[1:]] == ["hubert"]
     assert "`" + (metrics_dir / "broken.json").as_posix() + "`: not valid JSON" in md
@@ -124,7 +127,7 @@ def test_mismatched_label_sets_and_sizes_are_flagged(tmp_path: Path) -> None:
     metrics_dir = tmp_path / "metrics"
     write_metrics(metrics_dir, "hubert", 0.5)
     write_metrics(metrics_dir, "wavlm", 0.5, n=90, labels=["angry", "happy", "sad"])
-    compare.run(metrics_dir, tmp_path / "reports")
+    compare.run([metrics_dir], tmp_path / "reports")
     md = (tmp_path / "reports/comparison.md").read_text()
     assert "different label sets" in md and "different numbers of clips" in md
 
@@ -133,9 +136,17 @@ def test_main_without_metrics_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert compare.main([]) == 2
+    args = ["--metrics", "reports/metrics", "--out", "reports"]
+    assert compare.main(args) == 2
     err = capsys.readouterr().err
-    assert "no usable metrics file in reports/metrics" in err and "Traceback" not in err
+    assert "reports/metrics not found" in err and "Traceback" not in err
+    Path("reports/metrics").mkdir(parents=True)
+    assert compare.main(args) == 2
+    assert "no metrics file in reports/metrics" in capsys.readouterr().err
+    Path("reports/metrics/broken.json").write_text("{")
+    assert compare.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no usable metrics file in reports/metrics (1 unreadable" in err[0]
     assert not (tmp_path / "reports/comparison.md").exists()
 
 
@@ -144,5 +155,7 @@ def test_main_writes_reports_from_the_working_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     write_metrics(Path("reports/metrics"), "data2vec", 0.8)
-    assert compare.main([]) == 0
+    write_metrics(Path("reports/metrics"), "baseline", 0.8, weights=None)
+    metrics = ["reports/metrics/data2vec.json", "reports/metrics/baseline.json"]
+    assert compare.main(["--metrics", *metrics, "--out", "reports"]) == 0
     assert Path("reports/comparison.md").exists() and Path("reports/comparison.png").exists()

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from seda.cli import main as seda_main
-from seda.config import ConfigError, build, compose, load_params
+from seda.config import ConfigError, build, load_params
+from seda.schema import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,11 +32,27 @@ def test_check_command_detects_a_stale_params_file(tmp_path, monkeypatch, capsys
     assert seda_main(["check", "--params", str(ROOT / "params.yaml")]) == 0
 
 
-def test_dataset_override_composes_the_turevdb_preset() -> None:
+def test_dataset_override_composes_the_turevdb_preset(monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    if not (ROOT / "../shared/data/turevdb").is_dir():
+        pytest.skip("../shared/data/turevdb is absent (the preset checks its root exists)")
     params = compose(["dataset=turevdb"], conf_dir=ROOT / "conf")
     assert params["dataset"]["kind"] == "folder"
     assert params["dataset"]["root"].endswith("turevdb/Sound Source")
     assert set(params["dataset"]["label_map"].values()) == {"angry", "calm", "happy", "sad"}
+    # A studio corpus brings its processing and protocol; the user's choice still wins.
+    assert params["separate"] == {"backend": "none"}
+    assert params["clean"]["loudness"]["method"] == "none"
+    assert params["eval"]["protocol"] == "loso"
+    mixed = compose(["dataset=turevdb", "separate=repet"], conf_dir=ROOT / "conf")
+    assert mixed["separate"]["backend"] == "repet" and mixed["eval"]["protocol"] == "loso"
+
+
+def test_youtube_kind_datasets_keep_separation_and_holdout() -> None:
+    for dataset in ("demo", "youtube"):
+        params = compose([f"dataset={dataset}"], conf_dir=ROOT / "conf")
+        assert params["separate"]["backend"] == "repet"
+        assert params["clean"]["loudness"]["method"] == "lufs"
 
 
 def test_dvc_hydra_composition_is_enabled() -> None:
@@ -60,3 +77,37 @@ def test_build_rejects_unknown_and_missing_keys() -> None:
         build(Outer, {"inner": {"a": 2}, "typo": 1}, "outer")
     with pytest.raises(ConfigError, match="missing setting"):
         build(Outer, {"inner": {}})
+
+
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("train.lr=abc", ["train.lr", "abc"]),
+        ("train.lrr=0.1", ["lrr", "not in"]),
+        ("clean.clips.min_seconds=-1", ["clean.clips.min_seconds", "-1"]),
+        ("split.group_by=voice", ["split.group_by", "voice"]),
+        ("backbones.hubert.pooling=max", ["pooling", "max"]),
+    ],
+)
+def test_bad_values_fail_at_composition_naming_key_and_value(override, words) -> None:
+    with pytest.raises(Exception) as caught:
+        compose([override], conf_dir=ROOT / "conf")
+    message = f"{caught.value} {caught.value.__cause__}"
+    for word in words:
+        assert word in message, message
+
+
+def test_a_missing_dataset_root_fails_at_composition(monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(Exception, match=r"dataset\.root '/no/such/dir' is not a folder"):
+        compose(["dataset=folder", "dataset.root=/no/such/dir"], conf_dir=ROOT / "conf")
+
+
+def test_check_validates_ranges_of_a_hand_edited_params_file(tmp_path, capsys) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["clean"]["clips"]["min_seconds"] = -1.0
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    assert seda_main(["check", "--params", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "clean.clips.min_seconds" in err and "Traceback" not in err

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from seda.config import ConfigError
-from seda.stages import demo
-from seda.stages.demo import DemoSettings, generate, plan_items, synthesize_parts
+import seda.demo_corpus as demo
+from seda.demo_corpus import DemoSettings, generate, plan_items, synthesize_parts
+from seda.errors import ConfigError
+from seda.stages import demo as stage
 
 
 def _tree_bytes(folder: Path) -> dict[str, bytes]:
@@ -28,24 +29,21 @@ def _sources(folder: Path) -> list[dict[str, str]]:
 
 
 def test_same_params_give_identical_bytes(tmp_path, small_demo_settings):
-    a = replace(small_demo_settings, out_dir=str(tmp_path / "a"))
-    b = replace(small_demo_settings, out_dir=str(tmp_path / "b"))
-    generate(a)
-    generate(b)
+    generate(small_demo_settings, tmp_path / "a")
+    generate(small_demo_settings, tmp_path / "b")
     files_a, files_b = _tree_bytes(tmp_path / "a"), _tree_bytes(tmp_path / "b")
     assert files_a.keys() == files_b.keys()
     assert {Path(k).suffix for k in files_a} == {".wav", ".flac", ".ogg", ".csv"}
     assert files_a == files_b
-    c = replace(small_demo_settings, out_dir=str(tmp_path / "c"), seed=8)
-    generate(c)
+    generate(replace(small_demo_settings, seed=8), tmp_path / "c")
     files_c = _tree_bytes(tmp_path / "c")
     assert files_c["sources.csv"] == files_a["sources.csv"]
     assert all(files_c[k] != files_a[k] for k in files_a if k.startswith("media/"))
 
 
 def test_every_label_and_speaker_with_the_right_duration(tmp_path, small_demo_settings):
-    settings = replace(small_demo_settings, out_dir=str(tmp_path), speakers=3)
-    summary = generate(settings)
+    settings = replace(small_demo_settings, speakers=3)
+    summary = generate(settings, tmp_path)
     rows = _sources(tmp_path)
     assert summary["items"] == len(rows) == 3 * 4
     assert Counter((r["speaker"], r["label"]) for r in rows) == {
@@ -61,8 +59,8 @@ def test_every_label_and_speaker_with_the_right_duration(tmp_path, small_demo_se
 
 
 def test_reference_voice_is_the_speech_part_as_mixed(tmp_path, small_demo_settings):
-    settings = replace(small_demo_settings, out_dir=str(tmp_path))
-    summary = generate(settings)
+    settings = small_demo_settings
+    summary = generate(settings, tmp_path)
     items = plan_items(settings)
     references = sorted((tmp_path / demo.REFERENCE_DIR).iterdir())
     assert summary["reference"] == (tmp_path / demo.REFERENCE_DIR).as_posix()
@@ -86,7 +84,7 @@ def test_reference_voice_is_the_speech_part_as_mixed(tmp_path, small_demo_settin
 
 
 def test_titles_that_a_collector_must_survive(tmp_path, small_demo_settings):
-    generate(replace(small_demo_settings, out_dir=str(tmp_path)))
+    generate(small_demo_settings, tmp_path)
     titles = [r["title"] for r in _sources(tmp_path)]
     assert any("\n" in t for t in titles)
     assert any("/" in t for t in titles) and any(".." in t for t in titles)
@@ -141,22 +139,22 @@ def test_ogg_serial_fix_gives_a_valid_stream(tmp_path):
 
 def test_bad_params_are_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="item_seconds"):
-        generate(DemoSettings(out_dir=str(tmp_path), item_seconds=1.0))
+        generate(DemoSettings(item_seconds=1.0), tmp_path)
 
 
 def test_main_exits_2_with_one_line_on_bad_params(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("demo:\n  speakers: 0\n", encoding="utf-8")
-    assert demo.main([]) == 2
+    assert stage.main(["--out", "data/demo"]) == 2
     err = capsys.readouterr().err
     assert "demo.speakers" in err and "Traceback" not in err
 
 
 def test_unlabelled_items_are_appended_and_their_truth_kept_apart(tmp_path, small_demo_settings):
-    plain = replace(small_demo_settings, out_dir=str(tmp_path / "plain"), item_seconds=8.0)
-    extra = replace(plain, out_dir=str(tmp_path / "extra"), unlabelled_items_per_speaker=2)
-    generate(plain)
-    summary = generate(extra)
+    plain = replace(small_demo_settings, item_seconds=8.0)
+    extra = replace(plain, unlabelled_items_per_speaker=2)
+    generate(plain, tmp_path / "plain")
+    summary = generate(extra, tmp_path / "extra")
     files_plain, files_extra = _tree_bytes(tmp_path / "plain"), _tree_bytes(tmp_path / "extra")
     # Every labelled item keeps its bytes; the sources table only grows at the end.
     media = [k for k in files_plain if k.startswith(("media/", demo.REFERENCE_DIR))]
@@ -194,4 +192,17 @@ def test_unlabelled_items_differ_from_each_other(small_demo_settings):
 
 def test_negative_unlabelled_count_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="unlabelled_items_per_speaker"):
-        generate(DemoSettings(out_dir=str(tmp_path), unlabelled_items_per_speaker=-1))
+        generate(DemoSettings(unlabelled_items_per_speaker=-1), tmp_path)
+
+
+def test_main_writes_the_corpus_into_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        "demo:\n  speakers: 1\n  items_per_speaker_and_label: 1\n  item_seconds: 4.0\n"
+        "  sample_rate: 8000\n",
+        encoding="utf-8",
+    )
+    assert stage.main(["--out", "some/where"]) == 0
+    # One item per label plus the default one unlabelled item per speaker.
+    assert len(_sources(tmp_path / "some/where")) == len(demo.LABELS) + 1
+    assert not (tmp_path / "data").exists()

@@ -11,9 +11,16 @@ import pytest
 import soundfile as sf
 
 from seda.config import ConfigError
-from seda.separation import DemucsBackend, DemucsSettings, demucs_backend, stream_separate
-from seda.separation.demucs_backend import demucs_voice, load_demucs_model
-from seda.stages import separate
+from seda.records import ItemRow
+from seda.separation import backends, demucs_backend
+from seda.separation.common import stream_separate
+from seda.separation.demucs_backend import (
+    DemucsBackend,
+    DemucsSettings,
+    demucs_voice,
+    load_demucs_model,
+)
+from seda.separation.manifest import separate_manifest
 
 pytest.importorskip("demucs", reason="demucs is not installed (pip install demucs)")
 
@@ -90,18 +97,18 @@ def test_backend_separates_and_reports_bad_files(tmp_path: Path) -> None:
 
 def test_separate_stage_with_demucs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(separate.BACKENDS, "demucs", DemucsBackend)
+    monkeypatch.setitem(backends.BACKENDS, "demucs", DemucsBackend)
     monkeypatch.setattr(
         demucs_backend, "load_demucs_model", lambda name, repo=None: tiny_htdemucs()
     )
     sf.write(tmp_path / "x.wav", np.random.default_rng(3).standard_normal(3 * SR) * 0.1, SR)
-    rows = [{"id": "x", "path": "x.wav", "label": "calm"}]
+    rows = [ItemRow(id="x", path="x.wav", label="calm", speaker="", source_id="")]
     settings = DemucsSettings(sample_rate=SR, device="cpu")
-    out_rows, rejects, counts = separate.separate_manifest(
+    out_rows, rejects, counts = separate_manifest(
         rows, settings, Path("separated"), cache_root=tmp_path / "cache"
     )
     assert len(rejects) == 0 and counts["separated"] == 1
-    assert out_rows[0]["path"] == "separated/x.wav"
+    assert out_rows[0].path == "separated/x.wav"
     assert sf.info("separated/x.wav").frames == 3 * SR
 
 

@@ -35,6 +35,7 @@ def expected_code_deps(module: str) -> list[str]:
 
 @pytest.mark.parametrize("name,stage", _stages(), ids=[n for n, _ in _stages()])
 def test_stage_code_deps_equal_import_closure(name: str, stage: dict) -> None:
+    stage = stage.get("do", stage)  # a foreach stage keeps its definition under `do`
     match = STAGE_MODULE.search(stage["cmd"])
     assert match, f"{name}: cmd does not run a seda stage module"
     declared = sorted(d for d in stage.get("deps", []) if str(d).startswith("src/"))
@@ -56,8 +57,9 @@ def test_nothing_imports_stages() -> None:
         if rel.startswith("stages/"):
             continue
         text = path.read_text(encoding="utf-8")
-        if re.search(r"^\s*(from seda\.stages\b|import seda\.stages\b|from seda import stages)",
-                     text, re.M):
+        if re.search(
+            r"^\s*(from seda\.stages\b|import seda\.stages\b|from seda import stages)", text, re.M
+        ):
             offenders.append(rel)
     assert offenders == []
 

@@ -41,8 +41,19 @@ def _project(tmp: Path, remote: Path, files: int, size: int) -> Path:
     _run(["dvc", "init", "-q"], repo)
     (repo / "make_data.py").write_text(MAKE_DATA)
     _run(
-        ["dvc", "stage", "add", "-q", "-n", "collect", "-d", "make_data.py", "-o", "data",
-         f"{sys.executable} make_data.py data {files} {size}"],
+        [
+            "dvc",
+            "stage",
+            "add",
+            "-q",
+            "-n",
+            "collect",
+            "-d",
+            "make_data.py",
+            "-o",
+            "data",
+            f"{sys.executable} make_data.py data {files} {size}",
+        ],
         repo,
     )
     _run(["dvc", "remote", "add", "-d", "store", str(remote)], repo)
@@ -79,8 +90,12 @@ def test_an_interrupted_push_completes_on_the_next_push(tmp_path: Path) -> None:
     repo = _project(tmp_path, remote, files=400, size=256 * 1024)
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     proc = subprocess.Popen(
-        ["dvc", "push", "-j", "1"], cwd=repo, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ["dvc", "push", "-j", "1"],
+        cwd=repo,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:

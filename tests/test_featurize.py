@@ -11,14 +11,16 @@ import soundfile as sf
 import torch
 
 from seda.backbones import BackboneSettings, load_backbone
-from seda.features import load_features
+from seda.features.ssl import backbone_settings, embed_batch, featurize_backbone, length_batches
+from seda.features.store import load_features
 from seda.io import read_csv, write_csv_atomic
-from seda.stages import featurize
+from seda.records import SPLIT_COLUMNS
+from seda.stages import featurize, featurize_baseline
 from tiny import TINY_BACKBONE
 
 SR = 16000
 TINY = TINY_BACKBONE
-SPLIT_COLUMNS = ("clip_id", "path", "label", "speaker", "source_id", "group", "split", "fold")
+SPLITS = Path("data/splits/splits.csv")
 
 
 def write_splits(root: Path, n_speakers: int = 3, per_label: int = 2, seconds: float = 1.0) -> list:
@@ -68,7 +70,7 @@ def tiny_params(**train: object) -> dict:
 
 def test_length_batches_bound_padding_and_keep_every_clip() -> None:
     lengths = [5, 40, 12, 7, 100, 33, 8, 8, 1]
-    batches = featurize.length_batches(lengths, max_samples=60, max_batch_size=3)
+    batches = length_batches(lengths, max_samples=60, max_batch_size=3)
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(len(lengths)))
     assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
@@ -89,8 +91,8 @@ def test_clip_features_do_not_depend_on_batch_mates() -> None:
     model, prep = load_backbone(settings)
     rng = np.random.default_rng(1)
     short, long = rng.standard_normal(6000), rng.standard_normal(16000)
-    alone = featurize.embed_batch(model, prep, [short], "mean", torch.device("cpu"))
-    padded = featurize.embed_batch(model, prep, [long, short], "mean", torch.device("cpu"))
+    alone = embed_batch(model, prep, [short], "mean", torch.device("cpu"))
+    padded = embed_batch(model, prep, [long, short], "mean", torch.device("cpu"))
     assert alone.shape == (1, 3, 32)
     assert torch.allclose(alone[0], padded[1], atol=1e-4)
     assert not torch.allclose(padded[0], padded[1], atol=1e-2)
@@ -101,26 +103,28 @@ def test_stage_writes_the_feature_store(tmp_path: Path, monkeypatch: pytest.Monk
     rows = write_splits(tmp_path)
     broken = tmp_path / rows[2]["path"]
     broken.write_bytes(b"RIFF....WAVEnot audio at all")
-    summary = featurize.run(tiny_params(), "hubert")
+    summary = featurize.run(
+        tiny_params(), "hubert", splits=SPLITS, out=Path("data/features/hubert")
+    )
     assert summary["clips"] == len(rows) - 1 and summary["rejected"] == 1
 
     x, index, meta = load_features("data/features/hubert")
     assert x.shape == (len(rows) - 1, 3, 32) and x.dtype == np.float16
     assert np.all(np.isfinite(x))
     kept = [r for r in rows if r["clip_id"] != rows[2]["clip_id"]]
-    assert [r["clip_id"] for r in index] == [r["clip_id"] for r in kept]
-    assert [r["split"] for r in index] == [r["split"] for r in kept]
+    assert [r.clip_id for r in index] == [r["clip_id"] for r in kept]
+    assert [r.split for r in index] == [r["split"] for r in kept]
+    assert [r.fold for r in index] == [r["fold"] for r in kept]
     assert meta["model"] == "hubert" and meta["weights"] == "random"
+    assert "seconds" not in meta  # a timing: the same clips give the same bytes
     assert meta["checkpoint"] == "facebook/hubert-base-ls960"
     assert meta["pooling"] == "mean" and meta["sample_rate"] == SR
     rejected = read_csv("data/features/hubert/rejected.csv")
     assert [r["id"] for r in rejected] == [rows[2]["clip_id"]]
 
     # Same clip, same vector: deterministic and independent of the other clips in the run.
-    again = featurize.featurize_backbone(
-        [kept[0]["path"]],
-        featurize.backbone_settings(tiny_params(), "hubert"),
-        device=torch.device("cpu"),
+    again = featurize_backbone(
+        [kept[0]["path"]], backbone_settings(tiny_params(), "hubert"), device=torch.device("cpu")
     )[0]
     assert np.allclose(again[0].astype(np.float32), x[0].astype(np.float32), atol=2e-2)
 
@@ -132,20 +136,20 @@ def test_mean_std_pooling_doubles_the_width(
     write_splits(tmp_path, n_speakers=3, per_label=1)
     params = tiny_params()
     params["backbones"]["hubert"]["pooling"] = "mean+std"
-    featurize.run(params, "hubert")
+    featurize.run(params, "hubert", splits=SPLITS, out=Path("data/features/hubert"))
     x, _, meta = load_features("data/features/hubert")
     assert x.shape == (6, 3, 64) and meta["pooling"] == "mean+std"
     assert np.all(x[:, :, 32:] >= 0)
 
 
 def test_baseline_features(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("seda.baseline")
     monkeypatch.chdir(tmp_path)
     rows = write_splits(tmp_path, n_speakers=3, per_label=1)
     params = {"seed": 0, "workers": 1, "baseline": {"use_egemaps": False, "n_mfcc": 13}}
-    featurize.run(params, "baseline")
-    x, index, meta = load_features("data/features/baseline")
-    assert [r["clip_id"] for r in index] == [r["clip_id"] for r in rows]
+    out = Path("data/features/baseline")
+    featurize_baseline.run(params, splits=SPLITS, out=out)
+    x, index, meta = load_features(out)
+    assert [r.clip_id for r in index] == [r["clip_id"] for r in rows]
     assert x.shape == (len(rows), 1, 26) and x.dtype == np.float32
     assert meta["model"] == "baseline" and meta["settings"]["n_mfcc"] == 13
 
@@ -155,9 +159,13 @@ def test_cli_errors_are_one_line(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("params.yaml").write_text(json.dumps(tiny_params()))
-    assert featurize.main(["hubert"]) == 2
-    assert "run the split stage first" in capsys.readouterr().err
+    paths = ["--splits", str(SPLITS), "--out", "data/features/hubert"]
+    assert featurize.main(["hubert", *paths]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("seda featurize: error:") and "splits.csv not found" in err
     write_splits(tmp_path, n_speakers=3, per_label=1)
-    assert featurize.main(["bert"]) == 2
+    assert featurize.main(["bert", *paths]) == 2
     err = capsys.readouterr().err
     assert "'bert' is not configured" in err and "hubert" in err
+    assert featurize_baseline.main(["--splits", "nowhere.csv", "--out", "x"]) == 2
+    assert "nowhere.csv not found" in capsys.readouterr().err

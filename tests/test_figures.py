@@ -1,8 +1,10 @@
-"""Stage `figures`: deterministic example choice, non-blank PNGs, separation figure if relevant."""
+"""seda.dataset_figures and the figures stage: deterministic example choice, non-blank PNGs that
+are byte-identical on reruns, separation figure if relevant."""
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import librosa
@@ -11,15 +13,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from seda.dataset_figures import pick_examples, pick_separation_item, separation_scores
+from seda.records import ItemRow, write_records
+from seda.separation.references import find_reference
 from seda.stages import figures
-from seda.stages.figures import (
-    find_reference,
-    pick_examples,
-    pick_separation_item,
-    separation_scores,
-)
 
 SR = 16000
+SPLITS = Path("data/splits/splits.csv")
+RAW = Path("data/raw/manifest.csv")
+SEPARATED = Path("data/separated/manifest.csv")
+REFERENCES = Path("data/demo/reference")
+ARGS = ["--splits", str(SPLITS), "--raw", str(RAW), "--separated", str(SEPARATED)]
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -28,6 +32,12 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(fh, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _write_items(path: Path, rows: list[dict]) -> None:
+    """A raw/separated manifest with these (id, path, ...) values; other columns empty."""
+    items = [ItemRow(**{"label": "x", "speaker": "s", "source_id": r["id"], **r}) for r in rows]
+    write_records(path, items, ItemRow)
 
 
 def _tone(path: Path, f0: float, seconds: float = 1.5, sr: int = SR) -> None:
@@ -64,7 +74,7 @@ def test_pick_separation_item_skips_unseparated(tmp_path: Path) -> None:
     raw_rows = [{"id": "a", "path": str(raw)}, {"id": "b", "path": str(raw)}]
     assert pick_separation_item(raw_rows, raw_rows) is None
     sep_rows = [{"id": "b", "path": str(voice)}, {"id": "a", "path": str(raw)}]
-    assert pick_separation_item(raw_rows, sep_rows) == ("b", raw, voice)
+    assert pick_separation_item(raw_rows, sep_rows) == (raw_rows[1], voice)
 
 
 def _write_splits(tmp_path: Path) -> None:
@@ -95,39 +105,40 @@ def test_run_writes_pngs_and_drops_stale_separation(
     _write_splits(tmp_path)
     _tone(tmp_path / "data/raw/audio/x.wav", 300, 4.0, 22050)
     _tone(tmp_path / "data/separated/x.wav", 300, 4.0, 22050)
-    _write_csv(tmp_path / "data/raw/manifest.csv", [{"id": "x", "path": "data/raw/audio/x.wav"}])
-    _write_csv(
+    _write_items(tmp_path / "data/raw/manifest.csv", [{"id": "x", "path": "data/raw/audio/x.wav"}])
+    _write_items(
         tmp_path / "data/separated/manifest.csv", [{"id": "x", "path": "data/separated/x.wav"}]
     )
-    params = {
-        "figures": {"out_dir": "reports/figures"},
-        "separate": {"backend": "repet", "sample_rate": 22050},
-    }
+    params = {"separate": {"backend": "repet", "sample_rate": 22050}}
+    Path("params.yaml").write_text(json.dumps(params))
 
-    summary = figures.run(params)
+    assert figures.main([*ARGS, "--out", "reports/figures"]) == 0
+    summary = figures.run(SPLITS, Path("again"), params, RAW, SEPARATED)
     out = tmp_path / "reports/figures"
     assert summary["files"] == ["waveplots.png", "spectrograms.png", "separation.png"]
     assert summary["labels"] == ["angry", "calm", "happy", "sad"]
     for name in summary["files"]:
         _assert_png(out / name)
+        # Same data, same code, same params: same bytes.
+        assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
     assert summary["separation"] == {"item": "x", "reference": None}  # two panels
 
-    _write_csv(
+    _write_items(
         tmp_path / "data/separated/manifest.csv", [{"id": "x", "path": "data/raw/audio/x.wav"}]
     )
-    summary = figures.run(
-        {"figures": {"out_dir": "reports/figures"}, "separate": {"backend": "none"}}
-    )
+    summary = figures.run(SPLITS, out, {"separate": {"backend": "none"}}, RAW, SEPARATED)
     assert "separation.png" not in summary["files"]
     assert not (out / "separation.png").exists()
+    # Without the manifests there is no separation figure either.
+    assert figures.run(SPLITS, Path("only"), {})["files"] == ["waveplots.png", "spectrograms.png"]
 
 
 def test_missing_splits_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("figures:\n  out_dir: reports/figures\n")
-    assert figures.main() == 2
+    (tmp_path / "params.yaml").write_text("figures:\n  dpi: 100\n")
+    assert figures.main([*ARGS, "--out", "reports/figures"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "splits.csv" in err[0]
 
@@ -136,22 +147,25 @@ def test_find_reference_of_demo_rows(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.chdir(tmp_path)
     demo = tmp_path / "elsewhere/demo"
     _tone(demo / "media/a.ogg", 200)
-    _tone(demo / "reference/a.wav", 200)
+    _tone(tmp_path / "data/demo/reference/a.wav", 200)
     _tone(tmp_path / "data/demo/reference/b.wav", 200)
-    assert find_reference({"source_url": (demo / "media/a.ogg").as_uri()}) == (
-        demo / "reference/a.wav"
+    references = Path("data/demo/reference")
+    # Looked up by the media file's stem in the references folder, wherever the media lie.
+    assert find_reference({"source_url": (demo / "media/a.ogg").as_uri()}, references) == (
+        references / "a.wav"
     )
-    assert find_reference({"source_url": "media/b.wav"}) == Path("data/demo/reference/b.wav")
+    assert find_reference({"source_url": "media/b.wav"}, references) == references / "b.wav"
     moved = {"source_url": "file:///nowhere/demo/media/b.flac"}
-    assert find_reference(moved) == Path("data/demo/reference/b.wav")
-    assert find_reference(moved, demo_dir=Path("nodemo")) is None
+    assert find_reference(moved, references) == references / "b.wav"
+    assert find_reference(moved, Path("nodemo")) is None
+    assert find_reference(moved, None) is None  # not the demo dataset: no references
     for row in (
         {"source_url": "https://www.youtube.com/watch?v=b"},
         {"source_url": ""},
         {"source_url": (demo / "media/c.wav").as_uri()},
         {},
     ):
-        assert find_reference(row) is None
+        assert find_reference(row, references) is None
 
 
 def _speechlike(n: int, sr: int, seed: int) -> np.ndarray:
@@ -202,29 +216,29 @@ def test_run_draws_reference_panel_for_a_section(
         "id": "d-t1000-4000",
         "path": "data/raw/audio/d-t1000-4000.wav",
         "source_url": media.as_uri(),
-        "section_start": "1.0",
-        "section_end": "4.0",
+        "section_start": 1.0,
+        "section_end": 4.0,
     }
-    _write_csv(tmp_path / "data/raw/manifest.csv", [raw_row])
-    _write_csv(
+    _write_items(tmp_path / "data/raw/manifest.csv", [raw_row])
+    _write_items(
         tmp_path / "data/separated/manifest.csv",
         [{"id": "d-t1000-4000", "path": "data/separated/d-t1000-4000.wav"}],
     )
-    params = {
-        "figures": {"out_dir": "reports/figures"},
-        "separate": {"backend": "repet", "sample_rate": sep_sr},
-    }
-    summary = figures.run(params)
+    params = {"separate": {"backend": "repet", "sample_rate": sep_sr}}
+    out = Path("reports/figures")
+    summary = figures.run(SPLITS, out, params, RAW, SEPARATED, REFERENCES)
     three = _assert_png(tmp_path / "reports/figures/separation.png")
     sep = summary["separation"]
-    assert sep["reference"] == str(tmp_path / "data/demo/reference/d.wav")
+    assert sep["reference"] == str(REFERENCES / "d.wav")
     # Aligned at the section offset: the mixture scores its voice-to-music ratio (about 3 dB),
     # the separated voice 26 dB more; the reference read from 0 s would score below -40 dB.
     assert sep["si_sdr_mixture"] > 1
     assert sep["si_sdr_separated"] > sep["si_sdr_mixture"] + 15
 
+    summary = figures.run(SPLITS, out, params, RAW, SEPARATED)  # no references folder
+    assert summary["separation"] == {"item": "d-t1000-4000", "reference": None}
     (tmp_path / "data/demo/reference/d.wav").unlink()
-    summary = figures.run(params)
+    summary = figures.run(SPLITS, out, params, RAW, SEPARATED, REFERENCES)
     two = _assert_png(tmp_path / "reports/figures/separation.png")
     assert summary["separation"] == {"item": "d-t1000-4000", "reference": None}
     assert three.shape[0] > 1.3 * two.shape[0]

@@ -1,5 +1,5 @@
-"""Pseudo-labelling end to end on a small demo: `dvc repro`, the label stage switched on, one
-review decision (written like the web page writes it), and the next `dvc repro` using it."""
+"""Pseudo-labelling end to end on a small demo: `dvc repro`, `seda label` (a tool, not a stage),
+one review decision (written like the web page writes it), and the next `dvc repro` using it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from seda.review import append_reviewed
+from seda.labels import append_reviewed
 from test_pipeline_e2e import _copy_tracked_tree, _read_csv, _run
 
 pytestmark = pytest.mark.slow
@@ -24,13 +24,10 @@ SMALL = [
     "demo.sample_rate=16000",
     "separate=none",
 ]
-# The stages the label flow needs (demo .. split, baseline features and model, label); the
-# backbones, figures and comparison add minutes and nothing to this test.
-TARGET = "label"
-
-
-def _compose(repo: Path, *overrides: str) -> None:
-    _run(["seda", "compose", *SMALL, *overrides], repo, 120)
+# The stages the label flow needs (demo .. split, baseline features and model); the backbones,
+# figures and comparison add minutes and nothing to this test.
+TARGET = "train_baseline"
+LABEL = ["seda", "label", "--model", "baseline"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +37,7 @@ def label_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (repo / "dvc.lock").unlink(missing_ok=True)
     shutil.rmtree(repo / "reports", ignore_errors=True)
     _run(["git", "init", "-q"], repo, 60)
-    _compose(repo)
+    _run(["seda", "compose", *SMALL], repo, 120)
     _run(["dvc", "repro", TARGET], repo, 600)
     return repo
 
@@ -53,22 +50,21 @@ def _unknown_clips(repo: Path) -> dict[str, dict[str, str]]:
     }
 
 
-def test_label_stage_is_off_by_default_and_unknown_clips_are_not_trained_on(
+def test_nothing_is_queued_by_the_pipeline_and_unknown_clips_are_not_trained_on(
     label_repo: Path,
 ) -> None:
     unknown = _unknown_clips(label_repo)
     assert unknown, "the demo should give unlabelled clips"
     splits = {r["clip_id"]: r for r in _read_csv(label_repo / "data/splits/splits.csv")}
     assert {splits[c]["label"] for c in unknown} == {"unknown"}
-    assert _read_csv(label_repo / "data/pseudo/review_queue.csv") == []
+    assert not (label_repo / "data/pseudo").exists()
     predictions = _read_csv(label_repo / "reports/plots/baseline/predictions.csv")
     assert predictions and "unknown" not in {p["actual"] for p in predictions}
 
 
 def test_queue_then_review_then_repro_applies_the_label(label_repo: Path) -> None:
     repo = label_repo
-    _compose(repo, "label.enabled=true")
-    _run(["dvc", "repro", TARGET], repo, 600)
+    _run(LABEL, repo, 600)
     unknown = _unknown_clips(repo)
     queue = _read_csv(repo / "data/pseudo/review_queue.csv")
     assert sorted(q["clip_id"] for q in queue) == sorted(unknown)
@@ -97,7 +93,8 @@ def test_queue_then_review_then_repro_applies_the_label(label_repo: Path) -> Non
         },
     )
     proc = _run(["dvc", "repro", TARGET], repo, 600)
-    assert "Running stage 'split'" in proc.stdout and "Running stage 'label'" in proc.stdout
+    assert "Running stage 'split'" in proc.stdout
+    _run(LABEL, repo, 600)
     splits = {r["clip_id"]: r for r in _read_csv(repo / "data/splits/splits.csv")}
     assert splits[chosen["clip_id"]]["label"] == label
     others = set(unknown) - {chosen["clip_id"]}

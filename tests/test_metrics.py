@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
-from seda.metrics import bootstrap_intervals, classification_metrics
+from seda.metrics import (
+    MetricsFormatError,
+    MetricsRecord,
+    bootstrap_intervals,
+    classification_metrics,
+)
 
 LABELS3 = ["angry", "happy", "sad"]
 
@@ -171,3 +176,52 @@ def test_bootstrap_chunks_give_same_result_as_one_block(monkeypatch: pytest.Monk
 def test_bad_input_is_one_clear_error(y_true, y_prob, labels, match) -> None:
     with pytest.raises(ValueError, match=match):
         classification_metrics(np.asarray(y_true), y_prob, labels)
+
+
+DESCRIBED = {
+    "model": "hubert",
+    "backbone_weights": "random",
+    "checkpoint": "facebook/hubert-base-ls960",
+    "protocol": "holdout",
+    "mode": "probe",
+    "n_train": 70,
+    "n_val": 20,
+    "n_folds": 1,
+}
+
+
+def test_metrics_record_keeps_the_keys_and_values(tmp_path) -> None:
+    y_true, prob = noisy(60, seed=4)
+    scores = classification_metrics(y_true, prob, ["a", "b", "c", "d"], n_bootstrap=20)
+    record = MetricsRecord.from_scores(scores, **DESCRIBED)
+    data = record.to_json()
+    assert data == {**scores, **DESCRIBED}
+    assert list(data)[: len(scores)] == list(scores)  # the file keeps the old key order
+    record.write(tmp_path / "m.json")
+    assert MetricsRecord.read(tmp_path / "m.json") == record
+    assert json.loads((tmp_path / "m.json").read_text()) == data
+    # no intervals (n_bootstrap=0) and a class without AUC are nulls, not errors
+    scores = classification_metrics(y_true, prob, ["a", "b", "c", "d"], n_bootstrap=0)
+    assert MetricsRecord.from_scores(scores, **DESCRIBED).uar_ci is None
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"train_seconds": 1.5}, "unknown key"),
+        ({"uar": None}, "uar must not be null"),
+        ({"uar": "0.5"}, "uar must be a finite number"),
+        ({"n_test": 3.5}, "n_test must be an integer"),
+        ({"accuracy_ci": [0.1]}, "pair"),
+        ({"per_class": {"a": {}}}, "at least 2"),
+    ],
+)
+def test_metrics_record_refuses_malformed_files(change, match) -> None:
+    y_true, prob = noisy(40, seed=5)
+    data = {**classification_metrics(y_true, prob, ["a", "b", "c", "d"]), **DESCRIBED}
+    with pytest.raises(MetricsFormatError, match=match):
+        MetricsRecord.from_json({**data, **change})
+    missing = dict(data)
+    del missing["n_folds"]
+    with pytest.raises(MetricsFormatError, match="lacks n_folds"):
+        MetricsRecord.from_json(missing)

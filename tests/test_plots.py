@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,15 @@ from matplotlib.image import imread
 from sklearn.metrics import roc_auc_score
 
 from seda.io import read_csv
-from seda.plots import FPR_GRID, _interp_roc, roc_on_grid, write_model_plots
+from seda.palette import label_colours
+from seda.plots import (
+    FPR_GRID,
+    _interp_roc,
+    roc_figure,
+    roc_on_grid,
+    save_figure,
+    write_model_plots,
+)
 
 LABELS = ["angry", "calm", "happy", "sad"]
 PNGS = ("confusion.png", "roc.png", "history.png")
@@ -197,3 +206,32 @@ def test_dvc_plots_show_renders_the_files(tmp_path: Path) -> None:
     assert html.returncode == 0, html.stderr
     page = (tmp_path / "out/index.html").read_text()
     assert "hubert_confusion" in page and "roc_all_models" in page
+
+
+def _figure(model: str = "wavlm") -> Any:
+    y_true, prob = predictions()
+    return roc_figure(model, y_true, prob, LABELS)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])
+def test_save_figure_gives_the_same_bytes_twice(tmp_path: Path, suffix: str) -> None:
+    """Two renders of the same figure: byte-identical, with no version or date in the file."""
+    save_figure(_figure(), tmp_path / f"a{suffix}")
+    save_figure(_figure(), tmp_path / f"b{suffix}")
+    a, b = (tmp_path / f"a{suffix}").read_bytes(), (tmp_path / f"b{suffix}").read_bytes()
+    assert a == b and len(a) > 1000
+    import matplotlib
+
+    assert matplotlib.__version__.encode() not in a
+    assert not list(tmp_path.glob(".*")), "temporary files left behind"
+    with pytest.raises(ValueError, match=r"\.png, \.svg or \.pdf"):
+        save_figure(_figure(), tmp_path / "c.jpg")
+
+
+def test_palette_keeps_emotion_colours_and_gives_every_label_its_own() -> None:
+    assert label_colours(["sad", "angry"]) == {"sad": "#1f77b4", "angry": "#d62728"}
+    many = [f"label{i}" for i in range(60)] + ["angry", "Anger", "calm"]
+    colours = label_colours(many)
+    assert list(colours) == many and len(set(colours.values())) == len(many)
+    assert colours["angry"] == "#d62728" and colours["calm"] == "#2ca02c"
+    assert label_colours(many) == colours  # stable

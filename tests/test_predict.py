@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from seda.io import read_csv, write_csv_atomic
-from seda.model_io import ModelFormatError, load_model
+from seda.models.loading import ModelFormatError, load_model
 from seda.predict import main as predict_main
 from seda.predict import pick_model
 from tiny import TINY_BACKBONE
@@ -64,8 +64,9 @@ def model_params() -> dict:
 
 def train_models(root: Path, models: tuple[str, ...] = ("baseline",)) -> Path:
     """Clips of 4 speakers x 3 labels, split, featurized and trained in ``root``; models dir."""
-    from seda.stages import featurize, train
-    from seda.stages.split import SPLIT_COLUMNS, SplitSettings, speaker_grouped_split
+    from seda.records import SPLIT_COLUMNS
+    from seda.splitting import SplitSettings, speaker_grouped_split
+    from seda.train import run_model
 
     rng = np.random.default_rng(0)
     rows = []
@@ -98,8 +99,7 @@ def train_models(root: Path, models: tuple[str, ...] = ("baseline",)) -> Path:
             sf.write(path, y, SR, subtype="PCM_16")
         write_csv_atomic("data/splits/splits.csv", rows, SPLIT_COLUMNS)
         for name in models:
-            featurize.run(model_params(), name)
-            train.run(model_params(), name)
+            run_model(model_params(), name)
     finally:
         os.chdir(cwd)
     return root / "models"
@@ -155,7 +155,7 @@ def test_predict_file_writes_segments_summary_and_timeline(
     img = matplotlib.image.imread("t.png")
     assert img.shape[1] > 1000 and img.shape[0] > 300
     # The waveform is drawn in the three emotion colours (not just grey).
-    from seda.predict import label_colours
+    from seda.palette import label_colours
 
     rgb = (img[..., :3] * 255).round().astype(int).reshape(-1, 3)
     for colour in label_colours(["angry", "calm", "sad"]).values():
@@ -171,16 +171,16 @@ def test_probe_model_predicts_what_its_head_gives_on_the_stored_features(
     import torch
     from safetensors.torch import load_file
 
-    from seda.features import load_features
-    from seda.stages.train import LayerWeightedHead
+    from seda.features.store import load_features
+    from seda.models.head import LayerWeightedHead
 
     root = models_dir.parent
     model = load_model(models_dir / "hubert")
     assert model.mode == "probe" and model.labels == ["angry", "calm", "sad"]
     features, index, _ = load_features(root / "data/features/hubert")
     # The longest clips (all of one length) were embedded without padding, as here.
-    rows = [i for i, r in enumerate(index) if r["clip_id"].endswith("_2")][:5]
-    waves = [sf.read(root / index[i]["path"], dtype="float32")[0] for i in rows]
+    rows = [i for i, r in enumerate(index) if r.clip_id.endswith("_2")][:5]
+    waves = [sf.read(root / index[i].path, dtype="float32")[0] for i in rows]
     got = model.predict_proba(waves)
     state = load_file(str(models_dir / "hubert/head.safetensors"))
     head = LayerWeightedHead(features.shape[1], features.shape[2], 3, 16, 0.0)

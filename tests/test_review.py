@@ -1,4 +1,5 @@
-"""seda review: the decision log (append-only, locked); a server serving queued clips only."""
+"""seda.labels' decision log (append-only, locked) and seda review, a server serving queued clips
+only."""
 
 from __future__ import annotations
 
@@ -13,16 +14,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from seda import review
 from seda.io import read_csv, write_csv_atomic
-from seda.review import (
+from seda.labels import (
     REVIEWED_COLUMNS,
-    ReviewServer,
     append_reviewed,
     apply_reviewed_labels,
-    make_server,
+    prediction_columns,
     read_reviewed,
 )
-from seda.stages.label import BASE_COLUMNS
+from seda.review import ReviewServer, make_server
 
 LABELS = ("angry", "calm", "happy", "sad")
 
@@ -56,7 +57,7 @@ def write_queue(root: Path, n: int = 3, outside: Path | None = None) -> Path:
     if outside is not None:
         rows.append({**rows[0], "clip_id": "escape", "path": str(outside)})
     queue = root / "data/pseudo/review_queue.csv"
-    write_csv_atomic(queue, rows, [*BASE_COLUMNS, *[f"prob_{lab}" for lab in LABELS]])
+    write_csv_atomic(queue, rows, prediction_columns(LABELS))
     return queue
 
 
@@ -210,3 +211,16 @@ def test_decisions_need_token_and_valid_values(server: ReviewServer) -> None:
     assert rows[0]["sha256"] == "sha0" and rows[0]["model"] == "baseline"
     clips = json.loads(request(server, "GET", "/api/queue")[1])["clips"]
     assert [c["status"] for c in clips[:3]] == ["label", "skip", "pending"]
+
+
+def test_missing_queue_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert review.main(["--queue", str(tmp_path / "none.csv"), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none.csv not found" in err[0] and "seda label" in err[0]
+
+
+def test_queue_payload_uses_the_palette(server: ReviewServer) -> None:
+    from seda.palette import label_colours
+
+    queue = json.loads(request(server, "GET", "/api/queue")[1])
+    assert queue["colours"] == label_colours(LABELS)

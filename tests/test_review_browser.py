@@ -104,3 +104,49 @@ def test_play_a_clip_and_label_it_with_the_keyboard(server: ReviewServer, browse
     driver.find_element(By.TAG_NAME, "body").send_keys("d")
     wait.until(lambda d: len(read_csv(server.reviewed)) == 2)
     assert read_csv(server.reviewed)[1]["decision"] == "discard"
+
+
+def test_off_loopback_page_asks_for_the_token(tmp_path: Path, browser: object) -> None:
+    """As served on a non-loopback --host: no token in the page; the user types it, then the
+    queue, the audio (fetched with the token) and the decisions work."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    root = tmp_path / "repo"
+    srv = make_server(
+        write_queue(root),
+        root / "data/labels/reviewed.csv",
+        "127.0.0.1",
+        0,
+        root=root,
+        require_token=True,
+    )
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        driver = browser
+        driver.get(srv.url)
+        assert srv.token not in driver.page_source
+        wait = WebDriverWait(driver, 20)
+        field = driver.find_element(By.ID, "token")
+        wait.until(lambda d: field.is_displayed())
+        field.send_keys("not-the-token-123", Keys.ENTER)
+        message = driver.find_element(By.ID, "login-message")
+        wait.until(lambda d: "not accepted" in message.text)
+        field.send_keys(srv.token, Keys.ENTER)
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        assert len(driver.find_elements(By.CSS_SELECTOR, ".clip")) == 3
+        assert not driver.find_element(By.ID, "login").is_displayed()
+
+        body = driver.find_element(By.TAG_NAME, "body")
+        body.send_keys(Keys.SPACE)
+        first_audio = "return document.querySelectorAll('audio')[0]"
+        wait.until(lambda d: d.execute_script(f"{first_audio}.currentTime") > 0.05)
+        assert driver.execute_script(f"{first_audio}.src").startswith("blob:")
+        body.send_keys("3")
+        wait.until(lambda d: srv.reviewed.exists() and len(read_csv(srv.reviewed)) == 1)
+        (row,) = read_csv(srv.reviewed)
+        assert (row["clip_id"], row["decision"], row["label"]) == ("c_000", "label", LABELS[2])
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -1,25 +1,31 @@
-"""Stage `separate`: REPET-SIM improves the voice, bad input is rejected, the cache is reused."""
+"""Stage `separate`: REPET-SIM improves the voice, bad input is rejected, the cache is reused
+while the code is the same and never once the code that computes a stem changed, and a full
+disk stops the stage instead of rejecting files."""
 
 from __future__ import annotations
 
-import csv
+import contextlib
+import errno
+import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from seda import codefp
 from seda.config import ConfigError
-from seda.io import read_csv
+from seda.io import read_csv, sha256_file
+from seda.parallel import EnvironmentFailure
+from seda.records import ItemRow, write_records
+from seda.separation import common, repet
+from seda.separation.backends import make_backend
+from seda.separation.manifest import separate_manifest
+from seda.separation.quality import si_sdr
+from seda.separation.repet import SeparateSettings, repet_voice, separate_file
 from seda.stages import separate
-from seda.stages.separate import (
-    SeparateSettings,
-    make_backend,
-    repet_voice,
-    separate_file,
-    separate_manifest,
-    si_sdr,
-)
 
 SR = 16000
 SETTINGS = SeparateSettings(
@@ -93,9 +99,9 @@ def test_chunked_file_matches_length_and_improves(
     assert si_sdr(voice, est) > si_sdr(voice, mix) + 3.0
 
 
-def _manifest(tmp_path: Path, items: dict[str, Path]) -> list[dict[str, str]]:
+def _manifest(tmp_path: Path, items: dict[str, Path]) -> list[ItemRow]:
     return [
-        {"id": item_id, "path": str(path), "label": "happy", "speaker": "s1", "source_id": item_id}
+        ItemRow(id=item_id, path=str(path), label="happy", speaker="s1", source_id=item_id)
         for item_id, path in items.items()
     ]
 
@@ -117,8 +123,8 @@ def test_stage_rejects_bad_input_and_reuses_cache(
     out_dir = tmp_path / "data/separated"
 
     out_rows, rejects, counts = separate_manifest(rows, SETTINGS, out_dir, workers=1)
-    assert [r["id"] for r in out_rows] == ["good"]
-    assert out_rows[0]["path"] == "data/separated/good.wav"
+    assert [r.id for r in out_rows] == ["good"]
+    assert out_rows[0].path == "data/separated/good.wav"
     assert (out_dir / "good.wav").exists()
     assert {r["id"] for r in rejects.rows} == {"empty", "junk", "gone"}
     assert all(r["reason"] for r in rejects.rows)
@@ -128,7 +134,7 @@ def test_stage_rejects_bad_input_and_reuses_cache(
     (out_dir / "good.wav").unlink()
     (out_dir / "stale.wav").write_bytes(b"old")
     calls: list[int] = []
-    monkeypatch.setattr(separate, "separate_file", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(repet, "separate_file", lambda *a, **k: calls.append(1))
     out_rows, _, counts = separate_manifest(rows[:1], SETTINGS, out_dir, workers=1)
     assert calls == [] and counts["cached"] == 1 and counts["separated"] == 0
     np.testing.assert_array_equal(sf.read(out_dir / "good.wav")[0], first)
@@ -163,18 +169,111 @@ def test_main_writes_manifest_and_reports_config_errors(
     raw = tmp_path / "data/raw"
     raw.mkdir(parents=True)
     sf.write(raw / "x.wav", np.zeros(SR, dtype=np.float32), SR)
-    columns = list(separate.MANIFEST_COLUMNS)
-    with open(raw / "manifest.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, columns)
-        writer.writeheader()
-        writer.writerow({c: "" for c in columns} | {"id": "x", "path": "data/raw/x.wav"})
+    row = ItemRow(id="x", path="data/raw/x.wav", label="", speaker="", source_id="")
+    write_records(raw / "manifest.csv", [row], ItemRow)
+    argv = ["--manifest", "data/raw/manifest.csv", "--out", "data/separated"]
     (tmp_path / "params.yaml").write_text("separate:\n  backend: none\nworkers: 1\n")
-    assert separate.main() == 0
+    assert separate.main(argv) == 0
     out = read_csv(tmp_path / "data/separated/manifest.csv")
     assert [r["path"] for r in out] == ["data/raw/x.wav"]
     assert (tmp_path / "data/separated/rejected.csv").exists()
 
     (tmp_path / "params.yaml").write_text("separate:\n  backend: demucsx\n")
-    assert separate.main() == 2
+    assert separate.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "demucsx" in err[0] and "Traceback" not in err[0]
+
+    (tmp_path / "params.yaml").write_text("separate:\n  backend: none\n")
+    assert separate.main(["--manifest", "nowhere.csv", "--out", "data/separated"]) == 2
+    assert "nowhere.csv not found" in capsys.readouterr().err
+
+
+# --- the cache knows the code -----------------------------------------------------------------
+
+
+@pytest.fixture
+def seda_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A copy of the seda sources that code fingerprints are taken from (edit it freely)."""
+    copy = tmp_path / "src_copy" / "seda"
+    shutil.copytree(codefp.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    real = codefp.module_file
+    monkeypatch.setattr(codefp, "module_file", lambda name, package_dir=None: real(name, copy))
+    codefp._direct_imports.cache_clear()
+    yield copy
+    codefp._direct_imports.cache_clear()
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_editing_repet_code_gives_new_stems_not_cached_ones(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mixture: tuple[np.ndarray, np.ndarray],
+    seda_copy: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    sf.write(tmp_path / "good.wav", mixture[1][: 4 * SR], SR)
+    rows = _manifest(tmp_path, {"good": tmp_path / "good.wav"})
+    out_dir, cache = tmp_path / "separated", tmp_path / "cache"
+    separate_manifest(rows, SETTINGS, out_dir, workers=1, cache_root=cache)
+    first = sf.read(out_dir / "good.wav")[0]
+
+    # Another module than the REPET code (or what it imports) changes: the stem is reused.
+    _edit(seda_copy / "review.py", '"""', '"""Edited. ')
+    _, _, counts = separate_manifest(rows, SETTINGS, out_dir, workers=1, cache_root=cache)
+    assert (counts["cached"], counts["separated"]) == (1, 0)
+
+    # One line of the REPET code changes (here: the voice is halved): a new stem, not the old.
+    _edit(
+        seda_copy / "separation/repet.py",
+        "return voice.astype(np.float32)",
+        "return (0.5 * voice).astype(np.float32)",
+    )
+    real_voice = repet.repet_voice
+    monkeypatch.setattr(repet, "repet_voice", lambda *a, **k: 0.5 * real_voice(*a, **k))
+    _, _, counts = separate_manifest(rows, SETTINGS, out_dir, workers=1, cache_root=cache)
+    assert (counts["cached"], counts["separated"]) == (0, 1)
+    second = sf.read(out_dir / "good.wav")[0]
+    np.testing.assert_allclose(second, 0.5 * first, atol=2 / 32768)
+    assert len(list((cache / "separate").glob("*/*/*/result.json"))) == 2
+    live = json.loads((cache / "separate" / "live.json").read_text())
+    assert live["keys"] == [sha256_file(tmp_path / "good.wav")]  # what `seda cache prune` keeps
+
+
+# --- a full disk stops the stage ----------------------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_full_disk_stops_the_stage_instead_of_rejecting(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mixture: tuple[np.ndarray, np.ndarray],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    @contextlib.contextmanager
+    def full_disk(path: Path, suffix: str | None = None) -> Iterator[Path]:
+        yield Path("/dev/full")  # every write fails with ENOSPC
+
+    monkeypatch.setattr(common, "atomic_path", full_disk)
+    sf.write(tmp_path / "good.wav", mixture[1][: 4 * SR], SR)
+    with pytest.raises(OSError) as err:
+        separate_file(tmp_path / "good.wav", tmp_path / "out.wav", SETTINGS)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "out.wav")
+
+    rows = _manifest(tmp_path, {"good": tmp_path / "good.wav"})
+    with pytest.raises(EnvironmentFailure, match="No space left on device"):
+        separate_manifest(rows, SETTINGS, tmp_path / "separated", workers=1)
+
+    write_records("raw.csv", rows, ItemRow)
+    Path("params.yaml").write_text("separate:\n  backend: repet\n  sample_rate: 16000\n")
+    assert separate.main(["--manifest", "raw.csv", "--out", "separated"]) == 1
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(err_lines) == 1 and "No space left on device" in err_lines[0]
+    assert "voice.wav" in err_lines[0]
+    assert not Path("separated/rejected.csv").exists()

@@ -21,9 +21,15 @@ import soundfile as sf
 from seda import envs
 from seda.config import ConfigError
 from seda.envs import EnvError, create_spleeter_env, env_python, spleeter_env_ready
-from seda.separation import SpleeterBackend, SpleeterSettings
-from seda.separation.spleeter_backend import check_spleeter_env, check_spleeter_model
-from seda.stages import separate
+from seda.records import ItemRow
+from seda.separation import backends
+from seda.separation.manifest import separate_manifest
+from seda.separation.spleeter_backend import (
+    SpleeterBackend,
+    SpleeterSettings,
+    check_spleeter_env,
+    check_spleeter_model,
+)
 
 ENV = Path(os.environ.get("SEDA_SPLEETER_ENV", ".venvs/spleeter")).resolve()
 SR = 16000
@@ -177,7 +183,7 @@ def test_separate_stage_with_tiny_trained_spleeter(
     tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(separate.BACKENDS, "spleeter", SpleeterBackend)
+    monkeypatch.setitem(backends.BACKENDS, "spleeter", SpleeterBackend)
     rng = np.random.default_rng(1)
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -189,28 +195,31 @@ def test_separate_stage_with_tiny_trained_spleeter(
     sf.write(raw / "stereo.flac", stereo, 22050)
     durations["stereo"] = len(stereo) / 22050
     (raw / "broken.wav").write_bytes(b"RIFF not audio at all")
-    rows = [{"id": p.stem, "path": str(p), "label": "calm"} for p in sorted(raw.iterdir())]
+    rows = [
+        ItemRow(id=p.stem, path=str(p), label="calm", speaker="", source_id="")
+        for p in sorted(raw.iterdir())
+    ]
     settings = SpleeterSettings(
         env=str(ENV), model=str(tiny_model), sample_rate=22050, chunk_seconds=3.0
     )
-    out_rows, rejects, counts = separate.separate_manifest(
+    out_rows, rejects, counts = separate_manifest(
         rows, settings, tmp_path / "separated", cache_root=tmp_path / "cache"
     )
     assert [r["id"] for r in rejects.rows] == ["broken"]
     assert "not decodable" in rejects.rows[0]["reason"]
     assert counts["separated"] == 3
     for row in out_rows:
-        info = sf.info(row["path"])
+        info = sf.info(row.path)
         assert info.samplerate == 22050 and info.channels == 1
-        assert abs(info.duration - durations[row["id"]]) < 0.005, (row["id"], info.duration)
-        voice, _ = sf.read(row["path"])
+        assert abs(info.duration - durations[row.id]) < 0.005, (row.id, info.duration)
+        voice, _ = sf.read(row.path)
         assert np.all(np.isfinite(voice)) and np.abs(voice).max() > 0
     # A rerun takes every stem from the cache without starting Spleeter.
-    again, _, counts = separate.separate_manifest(
+    again, _, counts = separate_manifest(
         rows, settings, tmp_path / "separated", cache_root=tmp_path / "cache"
     )
     assert counts["cached"] == 3 and counts["separated"] == 0
-    assert [r["path"] for r in again] == [r["path"] for r in out_rows]
+    assert [r.path for r in again] == [r.path for r in out_rows]
 
 
 @pytest.mark.slow

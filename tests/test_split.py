@@ -1,18 +1,24 @@
-"""Stage `split`: no speaker or video leaks across splits; stratified; seeded; clear errors."""
+"""seda.splitting and the split stage: no speaker or video leaks across splits; stratified;
+seeded; reviewed labels applied; clear errors."""
 
 from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from seda.codefp import import_closure
 from seda.config import ConfigError
+from seda.labels import append_reviewed
+from seda.records import SPLIT_COLUMNS, ClipRow, write_records
+from seda.splitting import SplitSettings, fold_of_groups, group_rows, speaker_grouped_split
 from seda.stages import split as split_stage
-from seda.stages.split import SplitSettings, fold_of_groups, group_rows, speaker_grouped_split
 
 LABELS = ("angry", "calm", "happy", "sad")
 
@@ -150,30 +156,65 @@ def test_too_few_groups_for_a_label_names_it() -> None:
         speaker_grouped_split(rows, SplitSettings(), 0)
 
 
+def write_clean_manifest(path: Path, rows: list[dict[str, str]]) -> None:
+    clips = [
+        ClipRow(
+            **r,
+            item_id=r["source_id"],
+            source_url="",
+            start=0.0,
+            end=1.0,
+            duration=1.0,
+            sha256=f"sha-{r['clip_id']}",
+        )
+        for r in rows
+    ]
+    write_records(path, clips, ClipRow)
+
+
+ARGS = ["--clips", "data/clean/manifest.csv", "--reviewed", "data/labels/reviewed.csv"]
+
+
 def test_main_writes_outputs_and_exit_2_on_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     rows = random_manifest(np.random.default_rng(5), 200)
-    clean = tmp_path / "data/clean"
-    clean.mkdir(parents=True)
-    with open(clean / "manifest.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_clean_manifest(tmp_path / "data/clean/manifest.csv", rows)
+    append_reviewed("data/labels/reviewed.csv", {"clip_id": "c0001", "decision": "discard"})
+    append_reviewed(
+        "data/labels/reviewed.csv", {"clip_id": "c0002", "decision": "label", "label": "sad"}
+    )
     (tmp_path / "params.yaml").write_text(
         "seed: 0\nsplit:\n  group_by: speaker+source\n  val_groups: 1\n  test_groups: 1\n"
         "  max_folds: 2\n"
     )
-    assert split_stage.main() == 0
-    with open(tmp_path / "data/splits/splits.csv", newline="") as fh:
+    assert split_stage.main([*ARGS, "--out", "out/splits"]) == 0
+    with open(tmp_path / "out/splits/splits.csv", newline="") as fh:
         out = list(csv.DictReader(fh))
-    assert list(out[0]) == list(split_stage.SPLIT_COLUMNS) and len(out) == 200
+    assert list(out[0]) == list(SPLIT_COLUMNS) and len(out) == 199
+    by_id = {r["clip_id"]: r for r in out}
+    assert "c0001" not in by_id and by_id["c0002"]["label"] == "sad"
     assert {r["fold"] for r in out} <= {"0", "1"}
-    summary = json.loads((tmp_path / "data/splits/summary.json").read_text())
-    assert sum(sum(c.values()) for c in summary["counts"].values()) == 200
+    summary = json.loads((tmp_path / "out/splits/summary.json").read_text())
+    assert sum(sum(c.values()) for c in summary["counts"].values()) == 199
+    first = (tmp_path / "out/splits/splits.csv").read_bytes()
+    assert split_stage.main([*ARGS, "--out", "out/again"]) == 0
+    assert (tmp_path / "out/again/splits.csv").read_bytes() == first
 
     (tmp_path / "params.yaml").write_text("seed: 0\nsplit:\n  test_groups: 40\n")
-    assert split_stage.main() == 2
+    assert split_stage.main([*ARGS, "--out", "out/splits"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "test_groups=40" in err[0]
+    assert split_stage.main(["--clips", "absent.csv", "--reviewed", "x", "--out", "o"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "absent.csv not found" in err[0]
+
+
+def test_split_stage_does_not_import_the_review_server() -> None:
+    closure = import_closure(["seda.stages.split"])
+    assert "seda.review" not in closure and "seda.predict" not in closure
+    assert len(closure) <= 14, closure
+    code = "import sys, seda.stages.split; print('http.server' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,9 +1,11 @@
-"""train: the probe learns, protocols never leak test data, the stage writes model/metrics/plots."""
+"""train: the probe learns, protocols never leak test data, the stage writes model/metrics/plots,
+and the same inputs give the same bytes."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,18 +17,15 @@ import torch
 from safetensors.torch import load_file
 
 from seda.config import ConfigError
-from seda.features import INDEX_COLUMNS, save_features
+from seda.features.store import save_features
 from seda.io import read_csv, write_csv_atomic
-from seda.stages import train
-from seda.stages.train import (
-    Fold,
-    ProbeLearner,
-    TrainSettings,
-    check_disjoint,
-    class_weights,
-    holdout_fold,
-    loso_folds,
-)
+from seda.metrics import MetricsRecord
+from seda.models.card import ModelCard, ModelFormatError
+from seda.models.evaluation import TrainOutputs
+from seda.models.folds import Fold, check_disjoint, holdout_fold, loso_folds
+from seda.models.training import ProbeLearner, TrainSettings, class_weights
+from seda.records import SPLIT_COLUMNS, SplitRow, read_records
+from seda.stages import train, train_baseline
 from tiny import TINY_BACKBONE
 
 SR = 16000
@@ -54,9 +53,13 @@ def manifest_rows(n_speakers: int = 5, per_label: int = 4) -> list[dict]:
     return rows
 
 
+def split_rows(rows: list[dict]) -> list[SplitRow]:
+    return [SplitRow(**r) for r in rows]
+
+
 def feature_store(root: Path, n_speakers: int = 5, per_label: int = 6, seed: int = 0) -> None:
     """Features where layer 1 separates the labels and layers 0 and 2 are noise."""
-    from seda.stages.split import SplitSettings, speaker_grouped_split
+    from seda.splitting import SplitSettings, speaker_grouped_split
 
     rng = np.random.default_rng(seed)
     rows = speaker_grouped_split(manifest_rows(n_speakers, per_label), SplitSettings(), seed)
@@ -66,15 +69,42 @@ def feature_store(root: Path, n_speakers: int = 5, per_label: int = 6, seed: int
     save_features(
         root / "data/features/hubert",
         x.astype(np.float16),
-        rows,
+        split_rows(rows),
         {
             "model": "hubert",
             "checkpoint": "facebook/hubert-base-ls960",
             "weights": "random",
             "pooling": "mean",
             "sample_rate": SR,
-            "backbone": {"arch": "hubert", "weights": "random"},
+            "preprocessing": {
+                "sample_rate": SR,
+                "do_normalize": True,
+                "return_attention_mask": True,
+            },
+            "backbone": {
+                "arch": "hubert",
+                "checkpoint": "facebook/hubert-base-ls960",
+                "weights": "random",
+                "random_init": dict(TINY),
+                "init_seed": 0,
+            },
         },
+    )
+
+
+def outputs(name: str = "hubert", root: Path = Path()) -> TrainOutputs:
+    metrics = root / f"reports/metrics/{name}.json"
+    return TrainOutputs(root / f"models/{name}", metrics, root / f"reports/plots/{name}")
+
+
+def run_train(p: dict, name: str = "hubert", root: Path = Path()) -> dict:
+    """The train stage with the paths dvc.yaml gives it, below ``root``."""
+    return train.run(
+        p,
+        name,
+        features=root / f"data/features/{name}",
+        splits=root / "data/splits/splits.csv",
+        outputs=outputs(name, root),
     )
 
 
@@ -125,41 +155,42 @@ def test_class_weights_balance_classes() -> None:
 
 
 def test_honest_split_has_no_shared_clip_speaker_or_source() -> None:
-    from seda.stages.split import SplitSettings, speaker_grouped_split
+    from seda.splitting import SplitSettings, speaker_grouped_split
 
-    rows = speaker_grouped_split(manifest_rows(6, 3), SplitSettings(), seed=3)
+    rows = split_rows(speaker_grouped_split(manifest_rows(6, 3), SplitSettings(), seed=3))
     fold = holdout_fold(rows)
     check_disjoint(rows, fold)
     train_rows = [rows[i] for i in np.concatenate([fold.train, fold.val])]
     test_rows = [rows[i] for i in fold.test]
     for key in ("clip_id", "speaker", "source_id"):
-        assert not {r[key] for r in train_rows} & {r[key] for r in test_rows}, key
+        train_values = {getattr(r, key) for r in train_rows}
+        assert not train_values & {getattr(r, key) for r in test_rows}, key
     # spk0 and spk1 share video v0_0, so they are one group and stay on one side.
-    side = {r["speaker"]: r["split"] for r in rows}
+    side = {r.speaker: r.split for r in rows}
     assert side["spk0"] == side["spk1"]
     for fold in loso_folds(rows):
         check_disjoint(rows, fold)
 
 
+def row(clip_id: str = "c", speaker: str = "s", source_id: str = "v", fold: int = 0) -> SplitRow:
+    return SplitRow(clip_id, f"{clip_id}.wav", "calm", speaker, source_id, "g", "train", fold)
+
+
 def test_loso_folds_partition_rows_and_validate_on_another_fold() -> None:
-    rows = [{"fold": str(i % 4)} for i in range(20)]
+    rows = [row(f"c{i}", fold=i % 4) for i in range(20)]
     folds = loso_folds(rows)
     assert len(folds) == 4
     assert sorted(np.concatenate([f.test for f in folds]).tolist()) == list(range(20))
     for f in folds:
         parts = [set(f.train.tolist()), set(f.val.tolist()), set(f.test.tolist())]
         assert sum(map(len, parts)) == 20 and not (parts[0] & parts[1] or parts[1] & parts[2])
-        assert len({rows[i]["fold"] for i in f.val}) == 1
+        assert len({rows[i].fold for i in f.val}) == 1
     with pytest.raises(ConfigError, match="at least 3 folds"):
-        loso_folds([{"fold": "0"}, {"fold": "1"}])
+        loso_folds([row(fold=0), row(fold=1)])
 
 
 def test_leaky_fold_is_refused() -> None:
-    rows = [
-        {"clip_id": "a", "speaker": "x", "source_id": "v1"},
-        {"clip_id": "b", "speaker": "y", "source_id": "v2"},
-        {"clip_id": "c", "speaker": "x", "source_id": "v3"},
-    ]
+    rows = [row("a", "x", "v1"), row("b", "y", "v2"), row("c", "x", "v3")]
     with pytest.raises(ConfigError, match="speaker"):
         check_disjoint(rows, Fold(np.array([0]), np.array([1]), np.array([2])))
 
@@ -169,7 +200,7 @@ def test_probe_stage_outputs_and_test_labels_never_steer_training(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     feature_store(tmp_path)
-    summary = train.run(params(), "hubert")
+    summary = run_train(params())
     metrics = json.loads(Path("reports/metrics/hubert.json").read_text())
     assert metrics["model"] == "hubert" and metrics["mode"] == "probe"
     assert metrics["protocol"] == "holdout" and metrics["backbone_weights"] == "random"
@@ -182,9 +213,14 @@ def test_probe_stage_outputs_and_test_labels_never_steer_training(
         counts["test"],
     )
     assert metrics["uar"] == summary["uar"] and metrics["uar"] > 0.6  # layer 1 is separable
+    assert "train_seconds" not in metrics  # a timing, not a result: logged instead
+    assert MetricsRecord.read("reports/metrics/hubert.json").to_json() == metrics
     model = json.loads(Path("models/hubert/model.json").read_text())
     assert model["labels"] == list(LABELS) and len(model["layer_weights"]) == 3
     assert model["backbone"]["weights"] == "random"
+    card = ModelCard.read("models/hubert/model.json")
+    assert card.to_json() == model and card.mode == "probe" and card.head.hidden == 16
+    assert card.trained_on.n_train == counts["train"] and card.features.shape == [len(index), 3, 8]
     head = load_file("models/hubert/head.safetensors")
     assert head["layer_logits"].shape == (3,)
     history = read_csv("reports/plots/hubert/history.csv")
@@ -198,8 +234,8 @@ def test_probe_stage_outputs_and_test_labels_never_steer_training(
     for r in index:
         if r["split"] == "test":
             r["label"] = LABELS[(LABELS.index(r["label"]) + 1) % 3]
-    write_csv_atomic("data/features/hubert/index.csv", index, INDEX_COLUMNS)
-    train.run(params(), "hubert")
+    write_csv_atomic("data/features/hubert/index.csv", index, SPLIT_COLUMNS)
+    run_train(params())
     head2 = load_file("models/hubert/head.safetensors")
     assert all(torch.equal(head[k], head2[k]) for k in head)
     assert read_csv("reports/plots/hubert/history.csv") == history
@@ -210,7 +246,7 @@ def test_probe_stage_outputs_and_test_labels_never_steer_training(
 def test_loso_pools_every_clip_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     feature_store(tmp_path, n_speakers=4, per_label=3)
-    train.run(params(eval={"protocol": "loso"}, train={"epochs": 5}), "hubert")
+    run_train(params(eval={"protocol": "loso"}, train={"epochs": 5}))
     metrics = json.loads(Path("reports/metrics/hubert.json").read_text())
     index = read_csv("data/features/hubert/index.csv")
     n_folds = len({r["fold"] for r in index})
@@ -222,7 +258,8 @@ def test_loso_pools_every_clip_once(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def write_clips(root: Path) -> None:
     """Tone clips (pitch per label) and splits.csv for the waveform paths."""
-    from seda.stages.split import SPLIT_COLUMNS, SplitSettings, speaker_grouped_split
+    from seda.records import SPLIT_COLUMNS
+    from seda.splitting import SplitSettings, speaker_grouped_split
 
     rows = speaker_grouped_split(manifest_rows(4, 2), SplitSettings(), 0)
     rng = np.random.default_rng(0)
@@ -252,7 +289,7 @@ def test_finetune_updates_the_transformer_not_the_frozen_cnn(
             "backbone_lr": 1e-3,
         }
     )
-    train.run(p, "hubert")
+    run_train(p)
     metrics = json.loads(Path("reports/metrics/hubert.json").read_text())
     assert metrics["mode"] == "finetune" and np.isfinite(metrics["uar"])
     assert len(read_csv("reports/plots/hubert/history.csv")) == 2
@@ -266,20 +303,112 @@ def test_finetune_updates_the_transformer_not_the_frozen_cnn(
     assert not torch.equal(tuned[attn], start[attn])
 
 
-def test_baseline_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("seda.baseline")
-    monkeypatch.chdir(tmp_path)
-    feature_store(tmp_path, n_speakers=5, per_label=6)
-    src = tmp_path / "data/features/hubert"
+def baseline_store(root: Path, **kwargs: int) -> None:
+    """The informative layer of :func:`feature_store` as the baseline's classical features."""
+    feature_store(root, **kwargs)
+    src = root / "data/features/hubert"
     x = np.load(src / "features.npy")[:, 1:2, :].astype(np.float32)
-    save_features(
-        tmp_path / "data/features/baseline", x, read_csv(src / "index.csv"), {"model": "baseline"}
+    rows = read_records(src / "index.csv", SplitRow)
+    save_features(root / "data/features/baseline", x, rows, {"model": "baseline"})
+
+
+def run_train_baseline(p: dict, root: Path = Path()) -> dict:
+    return train_baseline.run(
+        p, features=root / "data/features/baseline", outputs=outputs("baseline", root)
     )
-    train.run(params(baseline={"speaker_standardise": False}), "baseline")
+
+
+def test_baseline_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    baseline_store(tmp_path, n_speakers=5, per_label=6)
+    run_train_baseline(params(baseline={"speaker_standardise": False}))
     metrics = json.loads(Path("reports/metrics/baseline.json").read_text())
     assert metrics["mode"] == "baseline" and metrics["checkpoint"] is None
     assert metrics["uar"] > 0.6
     assert Path("models/baseline/baseline.safetensors").exists()
+    card = ModelCard.read("models/baseline/model.json")
+    assert card.mode == "baseline" and card.classifier == "svm" and card.backbone is None
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_same_inputs_give_the_same_bytes(tmp_path: Path) -> None:
+    """Baseline and probe trained twice from the same features, once here and once by the stage
+    commands in a fresh process: every output file is identical (model weights, model.json,
+    metrics, predictions, ROC, history, figures)."""
+    baseline_store(tmp_path / "data_root", n_speakers=5, per_label=4)
+    probe_params = params(train={"epochs": 8})
+    baseline_params = params(eval={"protocol": "loso"})
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        shutil.copytree(tmp_path / "data_root" / "data", out / "data")
+        if k == 0:
+            run_train(probe_params, root=out)
+            run_train_baseline(baseline_params, root=out)
+        else:
+            env = {**os.environ, "SEDA_DEVICE": "cpu", "PYTHONWARNINGS": "ignore"}
+            for module, args, p in [
+                ("train", ["hubert", "--splits", "data/splits/splits.csv"], probe_params),
+                ("train_baseline", [], baseline_params),
+            ]:
+                (out / "params.yaml").write_text(json.dumps(p))
+                name = args[0] if args else "baseline"
+                cmd = [sys.executable, "-m", f"seda.stages.{module}", *args, *stage_args(name)]
+                proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True)
+                assert proc.returncode == 0, proc.stderr[-3000:]
+            (out / "params.yaml").unlink()
+        shutil.rmtree(out / "data")
+        runs.append(tree_bytes(out))
+    assert sorted(runs[0]) == sorted(runs[1])
+    weights = {"models/hubert/head.safetensors", "models/baseline/baseline.safetensors"}
+    assert weights <= set(runs[0])
+    assert "reports/plots/baseline/predictions.csv" in runs[0]
+    different = [name for name in runs[0] if runs[0][name] != runs[1][name]]
+    assert different == []
+
+
+def test_model_card_refuses_what_it_cannot_load() -> None:
+    from seda.models.card import TrainedOn
+
+    card = ModelCard(
+        model="baseline",
+        mode="baseline",
+        labels=["calm", "sad"],
+        classifier="svm",
+        best_params={"C": 1.0, "gamma": "scale"},
+        trained_on=TrainedOn("train", "val UAR", 10, 4, None),
+        seed=0,
+    )
+    data = card.to_json()
+    assert ModelCard.from_json(json.loads(json.dumps(data))) == card
+    for change, match in [
+        ({"labels": ["calm", 3]}, "labels must be str"),
+        ({"labels": ["calm", "calm"]}, "distinct"),
+        ({"seed": "0"}, "seed must be int"),
+        ({"format_version": 1}, "version 1"),
+        ({"mode": "forest"}, "unknown mode"),
+        ({"classifier": None}, "lacks classifier"),
+        ({"extra": 1}, "unknown key"),
+        ({"trained_on": {"split": "train"}}, "lacks early_stopping"),
+    ]:
+        with pytest.raises(ModelFormatError, match=match):
+            ModelCard.from_json({**data, **change})
+
+
+def stage_args(name: str = "hubert") -> list[str]:
+    return [
+        "--features",
+        f"data/features/{name}",
+        "--model-out",
+        f"models/{name}",
+        "--metrics",
+        f"reports/metrics/{name}.json",
+        "--plots",
+        f"reports/plots/{name}",
+    ]
 
 
 def test_cli_missing_features_is_one_line(
@@ -287,7 +416,10 @@ def test_cli_missing_features_is_one_line(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("params.yaml").write_text(json.dumps(params()))
-    assert train.main(["hubert"]) == 2
+    args = ["hubert", *stage_args(), "--splits", "data/splits/splits.csv"]
+    assert train.main(args) == 2
+    assert "featurize" in capsys.readouterr().err
+    assert train_baseline.main(stage_args("baseline")) == 2
     assert "featurize" in capsys.readouterr().err
 
 
@@ -296,8 +428,6 @@ def test_cli_missing_features_is_one_line(
 def test_hydra_multirun_two_backbones(tmp_path: Path, launcher: str) -> None:
     """`python -m seda.train -m backbone=hubert,wavlm` on tiny data: joblib (the default) and
     submitit_local (the local stand-in for the submitit_slurm launcher of conf/hydra/launcher)."""
-    import shutil
-
     if launcher == "submitit_local":
         pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     shutil.copytree(REPO / "conf", tmp_path / "conf")
@@ -329,6 +459,7 @@ def test_stale_features_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     feature_store(tmp_path, n_speakers=4, per_label=2)
     p = params()
     p["backbones"]["hubert"]["weights"] = "pretrained"
+    p["backbones"]["hubert"]["revision"] = "0123456789abcdef0123456789abcdef01234567"
     with pytest.raises(ConfigError, match="re-run"):
-        train.run(p, "hubert")
+        run_train(p)
     assert not Path("reports/metrics/hubert.json").exists()

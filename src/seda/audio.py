@@ -19,7 +19,7 @@ import soundfile as sf
 import soxr
 
 from seda.errors import UserError
-from seda.io import atomic_path
+from seda.io import atomic_path, normalise_reason
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,7 @@ def _ffprobe_info(path: Path, sf_error: Exception) -> AudioInfo:
 
 
 def _short(err: Exception) -> str:
-    text = " ".join(str(err).split())
-    return text[:200]
+    return normalise_reason(str(err))[:200]
 
 
 def load_audio(

@@ -1,10 +1,15 @@
 """Self-supervised speech backbones (HuBERT, wav2vec 2.0, WavLM, data2vec-audio) behind one loader.
 
-``weights: pretrained`` loads the real checkpoint (a hub id or a local directory); ``weights:
-random`` builds the architecture from ``random_init`` with a fixed seed, so that the whole
-pipeline runs offline on tiny models. A pretrained request never falls back to random weights:
-a checkpoint that is neither cached nor reachable is an error saying how to point the config at
-a local copy.
+``weights: pretrained`` loads the real checkpoint: a hub id pinned to a commit (``revision``), read
+from a folder ``seda models fetch`` wrote (``local_dir``) or from the hub cache (downloading it
+there when the hub is reachable), or a local directory. ``weights: random`` builds the
+architecture from ``random_init`` with a fixed seed, so that the whole pipeline runs offline on
+tiny models. A pretrained request never falls back to random weights: a checkpoint that is
+neither fetched, cached nor reachable is an error saying how to get a local copy.
+
+Every pretrained model is loaded from a folder, so the weights file it was read from is known:
+:func:`weights_sha256` hashes it, and :func:`backbone_reference` records that hash with the
+revision for the features' meta and the model card.
 """
 
 from __future__ import annotations
@@ -20,15 +25,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from seda.checkpoints import (
+    WEIGHT_FILES,
+    file_sha256,
+    is_commit,
+    is_local_path,
+    verify_fetched,
+    weights_file,
+)
 from seda.config import ConfigError
-from seda.io import sha256_file
 
 log = logging.getLogger(__name__)
 
 ARCHS = ("hubert", "wav2vec2", "wavlm", "data2vec-audio")
 WEIGHTS = ("random", "pretrained")
 POOLINGS = ("mean", "mean+std")
-_WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")
+_HASHED_FILES = ("config.json", *WEIGHT_FILES)
 
 # transformers' WavLM attention passes a bool padding mask beside a float position bias; torch
 # warns on every batch about that mix, which is harmless here and buries the progress bar.
@@ -40,8 +52,14 @@ class BackboneSettings:
     """One ``conf/backbone/<name>.yaml`` (composed into ``params.yaml`` as ``backbones.<name>``)."""
 
     arch: str
+    # A hub id (pinned by revision) or a local directory holding config.json + weights.
     checkpoint: str
     weights: str = "random"
+    # The hub commit (40 hex digits) of checkpoint; required for a hub id with weights: pretrained.
+    revision: str | None = None
+    # The folder `seda models fetch --dest` wrote (holding <checkpoint>/<revision>/); null = the
+    # hub cache.
+    local_dir: str | None = None
     sample_rate: int = 16000
     pooling: str = "mean"
     # Architecture kwargs of the randomly initialised model (weights: random).
@@ -62,6 +80,14 @@ class BackboneSettings:
             raise ConfigError(f"pooling {self.pooling!r} unknown: use one of {', '.join(POOLINGS)}")
         if self.batch_seconds <= 0 or self.max_batch_size < 1:
             raise ConfigError("batch_seconds must be > 0 and max_batch_size >= 1")
+        # A hub id is pinned to a commit; a local directory needs none (its files are hashed).
+        needs_commit = self.revision is not None or not is_local_path(self.checkpoint)
+        if self.weights == "pretrained" and needs_commit and not is_commit(self.revision):
+            raise ConfigError(
+                f"backbone revision {self.revision!r} of {self.checkpoint} is not a commit id: "
+                "weights: pretrained needs revision set to the checkpoint's 40-hex commit "
+                "(a branch or tag like 'main' moves)"
+            )
 
 
 class BackboneUnavailableError(ConfigError):
@@ -134,21 +160,81 @@ def _random_backbone(settings: BackboneSettings) -> tuple[torch.nn.Module, Prepr
     return model, Preprocessing(settings.sample_rate, True, True)
 
 
-def _is_local(checkpoint: str) -> bool:
-    """A directory path (absolute, relative or existing) rather than a hub id."""
-    return checkpoint.startswith(("/", "./", "../", "~")) or Path(checkpoint).expanduser().exists()
-
-
 def _unavailable(settings: BackboneSettings, why: str) -> BackboneUnavailableError:
+    if is_local_path(settings.checkpoint):
+        fix = (
+            "Download it once where there is internet (e.g. `hf download <hub id> --revision "
+            "<commit> --local-dir /path/to/model`) and point the config at that directory, e.g. "
+            "`dvc exp run -S backbones.<name>.checkpoint=/path/to/model`"
+        )
+    else:
+        fix = (
+            "Fetch it once where there is internet (`seda models fetch --dest models/hub <name>`) "
+            "and point the config at that folder, e.g. "
+            "`dvc exp run -S backbones.<name>.local_dir=models/hub`"
+        )
     return BackboneUnavailableError(
         f"backbone checkpoint {settings.checkpoint!r} ({settings.arch}) cannot be loaded: "
-        f"{why.rstrip('. ')}. "
-        "Download it once where there is internet (e.g. `hf download "
-        f"{'<hub id>' if _is_local(settings.checkpoint) else settings.checkpoint} "
-        "--local-dir /path/to/model`) and point the config at that directory, e.g. "
-        "`dvc exp run -S backbones.<name>.checkpoint=/path/to/model`; or run the offline demo "
-        "with random weights: `dvc exp run -S backbone_weights=random`."
+        f"{why.rstrip('. ')}. {fix}; or run the offline demo with random weights: "
+        "`dvc exp run -S backbone_weights=random`."
     )
+
+
+def checkpoint_dir(settings: BackboneSettings) -> Path:
+    """The folder a pretrained backbone is loaded from: the checkpoint itself when it is a
+    directory, else the fetched folder under ``local_dir``, else the hub cache's snapshot of the
+    pinned revision (downloaded into the cache when the hub is reachable)."""
+    checkpoint = settings.checkpoint
+    if is_local_path(checkpoint):
+        local = Path(checkpoint).expanduser()
+        if not (local / "config.json").is_file():
+            raise _unavailable(settings, f"no config.json in directory {local}")
+        return local
+    assert settings.revision is not None  # __post_init__: a pretrained hub id is pinned
+    if settings.local_dir:
+        try:
+            return verify_fetched(settings.local_dir, checkpoint, settings.revision)
+        except ConfigError as err:
+            raise BackboneUnavailableError(
+                f"backbone checkpoint {checkpoint!r} ({settings.arch}): {err}"
+            ) from err
+    return _hub_snapshot(settings)
+
+
+def _hub_file(repo_id: str, name: str, revision: str) -> Path | None:
+    """``name`` of ``repo_id`` at ``revision`` in the hub cache; None when that commit has no such
+    file. Unreachable and uncached is an error, never taken for "absent"."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id, name, revision=revision))
+    except RemoteEntryNotFoundError:
+        return None
+    except LocalEntryNotFoundError:
+        cached = try_to_load_from_cache(repo_id, name, revision=revision)
+        if cached is not None and not isinstance(cached, str):  # cached "no such file"
+            return None
+        raise
+
+
+def _hub_snapshot(settings: BackboneSettings) -> Path:
+    from huggingface_hub.errors import EntryNotFoundError
+
+    repo_id, revision = settings.checkpoint, str(settings.revision)
+    try:
+        config = _hub_file(repo_id, "config.json", revision)
+        weights = next(
+            (w for w in WEIGHT_FILES if _hub_file(repo_id, w, revision) is not None), None
+        )
+        _hub_file(repo_id, "preprocessor_config.json", revision)
+    except (OSError, ValueError, EntryNotFoundError) as err:
+        raise _unavailable(settings, " ".join(str(err).split())[:300]) from err
+    if config is None or weights is None:
+        raise _unavailable(
+            settings, f"revision {revision} has no config.json or no {' or '.join(WEIGHT_FILES)}"
+        )
+    return config.parent
 
 
 def _pretrained_backbone(settings: BackboneSettings) -> tuple[torch.nn.Module, Preprocessing]:
@@ -156,11 +242,7 @@ def _pretrained_backbone(settings: BackboneSettings) -> tuple[torch.nn.Module, P
 
     _, model_cls = _classes(settings.arch)
     checkpoint = settings.checkpoint
-    local = Path(checkpoint).expanduser()
-    is_path = _is_local(checkpoint)
-    if is_path and not (local / "config.json").is_file():
-        raise _unavailable(settings, f"no config.json in directory {local}")
-    source = str(local) if is_path else checkpoint
+    source = str(checkpoint_dir(settings))
     try:
         config = AutoConfig.from_pretrained(source)
         if config.model_type != settings.arch:
@@ -194,8 +276,30 @@ def _pretrained_backbone(settings: BackboneSettings) -> tuple[torch.nn.Module, P
     return model, prep
 
 
+def weights_sha256(model_or_dir: torch.nn.Module | str | Path) -> str | None:
+    """sha256 of the weights file a pretrained backbone was loaded from, or None (random weights).
+
+    Takes the loaded model (its ``name_or_path`` is the folder :func:`load_backbone` read) or a
+    checkpoint folder; the file is the one ``from_pretrained`` reads there (safetensors first).
+    """
+    if isinstance(model_or_dir, (str, Path)):
+        folder = str(model_or_dir)
+    else:
+        folder = str(getattr(model_or_dir, "name_or_path", "") or "")
+    if not folder or not Path(folder).is_dir():
+        return None
+    path = weights_file(folder)
+    return file_sha256(path) if path is not None else None
+
+
 def backbone_reference(settings: BackboneSettings, model: torch.nn.Module) -> dict[str, Any]:
-    """What identifies the backbone weights: checkpoint + weights, and hashes of a local copy."""
+    """What identifies the backbone weights, for the features' meta and the model card.
+
+    Always ``arch``, ``checkpoint``, ``weights``; random weights add ``random_init`` and
+    ``init_seed``; pretrained weights add ``revision`` (the pinned commit; None for a local
+    directory), ``weights_file`` and ``weights_sha256`` (the file actually loaded), and for a
+    local checkpoint directory ``sha256`` of its config and weights files by name.
+    """
     ref: dict[str, Any] = {
         "arch": settings.arch,
         "checkpoint": settings.checkpoint,
@@ -205,13 +309,16 @@ def backbone_reference(settings: BackboneSettings, model: torch.nn.Module) -> di
         ref["random_init"] = dict(settings.random_init)
         ref["init_seed"] = settings.init_seed
         return ref
-    local = Path(settings.checkpoint).expanduser()
-    if local.is_dir():
+    folder = str(getattr(model, "name_or_path", "") or "")
+    loaded = weights_file(folder) if folder else None
+    ref["revision"] = settings.revision
+    ref["weights_file"] = loaded.name if loaded is not None else None
+    ref["weights_sha256"] = weights_sha256(model)
+    if is_local_path(settings.checkpoint):
+        local = Path(settings.checkpoint).expanduser()
         ref["sha256"] = {
-            name: sha256_file(local / name) for name in _WEIGHT_FILES if (local / name).is_file()
+            name: file_sha256(local / name) for name in _HASHED_FILES if (local / name).is_file()
         }
-    else:
-        ref["revision"] = getattr(getattr(model, "config", None), "_commit_hash", None)
     return ref
 
 

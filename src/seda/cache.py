@@ -129,6 +129,8 @@ def _size(folder: Path) -> int:
 def link_or_copy(src: str | Path, dst: str | Path) -> None:
     """Place ``src`` at ``dst`` cheaply: hard link when possible, else copy (atomic either way)."""
     src, dst = Path(src), Path(dst)
+    if dst.exists() and os.path.samefile(src, dst):
+        return
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp")
     if tmp.exists():

@@ -7,16 +7,25 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from seda.config import ConfigError, compose, load_params, write_params
+from seda.config import load_params
+from seda.errors import ConfigError
 from seda.logs import setup_logging
 
 # Commands with their own argument parsers: everything after the name is theirs.
-PASSTHROUGH = {"predict": "seda.predict", "review": "seda.review"}
+PASSTHROUGH = {
+    "predict": "seda.predict",
+    "review": "seda.review",
+    "label": "seda.pseudolabel",
+    "report": "seda.pr_report",
+    "experiments": "seda.experiments",
+}
 
 STAGES = ("demo", "collect", "separate", "clean", "split", "figures")
 
 
 def _compose(args: argparse.Namespace) -> int:
+    from seda.schema import compose, write_params
+
     params = compose(args.overrides)
     write_params(params, args.output)
     print(f"wrote {args.output} from conf/ with overrides {args.overrides or 'none'}")
@@ -24,8 +33,11 @@ def _compose(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    expected = compose(args.overrides)
+    from seda.schema import check_params, compose
+
     actual = load_params(args.params)
+    check_params(actual)
+    expected = compose(args.overrides)
     if expected != actual:
         diff = sorted(k for k in set(expected) | set(actual) if expected.get(k) != actual.get(k))
         print(
@@ -69,6 +81,17 @@ def _cache_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_fetch(args: argparse.Namespace) -> int:
+    from seda.checkpoints import fetch_configured
+
+    fetched = fetch_configured(load_params(args.params), args.names, args.dest)
+    for name, folder in fetched.items():
+        print(f"{name}: {folder}")
+    if fetched:
+        print(f"use them with: -S backbones.<name>.local_dir={args.dest}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seda", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,9 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="only say what would be freed")
     p.set_defaults(func=_cache_prune)
 
+    p = sub.add_parser("models", help="pinned backbone checkpoints for nodes without internet")
+    models_sub = p.add_subparsers(dest="models_command", required=True)
+    p = models_sub.add_parser(
+        "fetch", help="download the configured checkpoints at their pinned revisions, once"
+    )
+    p.add_argument("names", nargs="*", help="backbones to fetch (default: all configured)")
+    p.add_argument("--dest", default="models/hub", help="the folder local_dir then points at")
+    p.add_argument("--params", default="params.yaml")
+    p.set_defaults(func=_models_fetch)
+
     sub.add_parser(
         "predict", add_help=False, help="emotion of every speech segment of files, folders or URLs"
     )
+    sub.add_parser("label", add_help=False, help="pseudo-label unlabelled clips; review queue")
     sub.add_parser("review", add_help=False, help="review pseudo-labels in the browser")
     return parser
 

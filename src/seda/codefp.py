@@ -31,7 +31,7 @@ def module_file(name: str, package_dir: Path = PACKAGE_DIR) -> Path | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _direct_imports(name: str, package_dir: Path) -> frozenset[str]:
     path = module_file(name, package_dir)
     if path is None:

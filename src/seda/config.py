@@ -1,7 +1,9 @@
-"""Configuration: compose ``conf/`` with Hydra, read ``params.yaml``, build typed stage settings.
+"""Read ``params.yaml`` and build a stage's typed settings from its section.
 
 DVC stages read the composed ``params.yaml`` (what ``dvc exp run -S`` writes), never ``conf/``
-directly: a stage that re-composed ``conf/`` would silently ignore ``-S`` overrides.
+directly: a stage that re-composed ``conf/`` would silently ignore ``-S`` overrides. Composing
+and the schema live in :mod:`seda.schema`, which stages do not import (it knows every stage's
+settings, so importing it would make every stage depend on all the library's code).
 """
 
 from __future__ import annotations
@@ -9,20 +11,19 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from seda.errors import ConfigError
 
-__all__ = ["ConfigError", "build", "compose", "load_params", "write_params"]
+__all__ = ["ConfigError", "build", "load_params"]
 
 T = TypeVar("T")
 
 PARAMS_FILE = Path("params.yaml")
-CONF_DIR = Path("conf")
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
@@ -32,27 +33,6 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
         raise ConfigError(f"{path} not found: run `seda compose` (or `dvc exp run`) first")
     cfg = OmegaConf.load(path)
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
-def compose(overrides: Sequence[str] = (), conf_dir: str | Path = CONF_DIR) -> dict[str, Any]:
-    """Compose ``conf/config.yaml`` with Hydra overrides, as DVC's Hydra integration does."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base=None):
-        cfg: DictConfig = hydra_compose(config_name="config", overrides=list(overrides))
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
-def write_params(params: Mapping[str, Any], path: str | Path = PARAMS_FILE) -> None:
-    from seda.io import write_text_atomic
-
-    header = (
-        "# Generated from conf/ by `seda compose` (or `dvc exp run`): edit conf/, not this file.\n"
-    )
-    write_text_atomic(path, header + OmegaConf.to_yaml(OmegaConf.create(dict(params))))
 
 
 def build(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,42 +20,30 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# Manifest columns (docs/architecture.md): one row per collected item (raw, separated) and one
-# row per clip (clean and what reads it).
-ITEM_COLUMNS = (
-    "id",
-    "path",
-    "label",
-    "speaker",
-    "source_id",
-    "source_url",
-    "title",
-    "channel",
-    "duration",
-    "upload_date",
-    "license",
-    "section_start",
-    "section_end",
-    "sha256",
-    "origin",
-)
-CLIP_COLUMNS = (
-    "clip_id",
-    "path",
-    "label",
-    "speaker",
-    "source_id",
-    "item_id",
-    "source_url",
-    "start",
-    "end",
-    "duration",
-    "sha256",
-)
-
 _CHUNK = 1 << 20
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+# "[mp3 @ 0x563a68028900]", "<object at 0x7f...>": an address differs between runs.
+_ADDRESS = re.compile(r"\s*(?:@|\bat)\s*0x[0-9a-fA-F]+")
+# "2024-05-01 12:34:56.789", "2024-05-01T12:34:56Z".
+_DATETIME = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\b"
+)
+
+
+def normalise_reason(reason: str, base: str | Path | None = None) -> str:
+    """``reason`` on one line without memory addresses, date-times (``<time>``) and the absolute
+    prefix of ``base`` (default: the working directory) in paths and ``file://`` URLs, so that a
+    rerun on the same inputs writes the same reject and failure records byte for byte."""
+    text = " ".join(str(reason).split())
+    text = _ADDRESS.sub("", text)
+    text = _DATETIME.sub("<time>", text)
+    root = os.path.abspath(base if base is not None else os.getcwd())
+    if root != os.path.sep:
+        text = text.replace(Path(root).as_uri() + "/", "file:").replace(root + os.sep, "")
+    return text
 
 
 def sha256_file(path: str | Path) -> str:
@@ -162,14 +151,11 @@ class RejectLog:
         self.rows: list[dict[str, Any]] = []
 
     def add(self, item_id: str, path: str | Path | None, reason: str, **extra: Any) -> None:
-        reason = " ".join(str(reason).split())
+        reason = normalise_reason(reason)
         row = {"stage": self.stage, "id": item_id, "path": str(path or ""), "reason": reason}
         row.update(extra)
         self.rows.append(row)
         log.warning("%s: skipped %s: %s", self.stage, item_id or path, reason)
-
-    def extend(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        self.rows.extend(dict(r) for r in rows)
 
     def __len__(self) -> int:
         return len(self.rows)

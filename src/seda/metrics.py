@@ -8,11 +8,22 @@ listed in ``per_class`` with ``support`` 0 and ``null`` where a value is undefin
 Confidence intervals are 95% percentile bootstraps over test items: the test sets here are
 small (tens to hundreds of clips), and a difference between two models smaller than the width
 of these intervals is not evidence of anything.
+
+:class:`MetricsRecord` is one model's metrics file (``reports/metrics/<model>.json``): the train
+stage writes it and the comparison reads it, through this one definition. It holds results
+only, never timings, so the same inputs give the same bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -169,3 +180,149 @@ def bootstrap_intervals(
         low, high = np.quantile(np.concatenate(parts), [alpha, 1.0 - alpha])
         out[key] = [float(low), float(high)]
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The metrics record
+
+
+class MetricsFormatError(ValueError):
+    """A metrics file that is not a :class:`MetricsRecord`; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    """One class, one-vs-rest; ``None`` where undefined (a class absent from the test set)."""
+
+    precision: float
+    recall: float | None
+    f1: float
+    sensitivity: float | None
+    specificity: float
+    auc: float | None
+    support: int
+
+
+@dataclass(frozen=True)
+class MetricsRecord:
+    """``reports/metrics/<model>.json``: :func:`classification_metrics` of the test predictions
+    plus what was evaluated (model, weights, protocol, mode and the fold sizes)."""
+
+    accuracy: float
+    uar: float
+    precision: float
+    recall: float
+    f1: float
+    auc: float | None
+    auc_classes: int
+    sensitivity: float
+    specificity: float
+    n_test: int
+    n_classes: int
+    classes_present: int
+    chance_uar: float
+    per_class: dict[str, ClassMetrics]
+    accuracy_ci: list[float] | None
+    uar_ci: list[float] | None
+    f1_ci: list[float] | None
+    model: str
+    backbone_weights: str | None  # random | pretrained; None for the baseline
+    checkpoint: str | None
+    protocol: str  # holdout | loso
+    mode: str  # probe | finetune | baseline
+    n_train: int  # mean over folds
+    n_val: int
+    n_folds: int
+
+    @classmethod
+    def from_scores(cls, scores: Mapping[str, Any], **described: Any) -> MetricsRecord:
+        """The record of :func:`classification_metrics` output plus the descriptive fields."""
+        return cls.from_json({**scores, **described})
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values, keys in field order."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> MetricsRecord:
+        """Check types and keys; :class:`MetricsFormatError` names the first problem."""
+        if not isinstance(data, Mapping):
+            raise MetricsFormatError("a metrics record must be a JSON object")
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in data]
+        unknown = sorted(set(data) - set(names))
+        if missing or unknown:
+            what = [f"lacks {', '.join(missing)}"] if missing else []
+            what += [f"has unknown key(s) {', '.join(unknown)}"] if unknown else []
+            raise MetricsFormatError(f"the metrics record {' and '.join(what)}")
+        hints = typing.get_type_hints(cls)
+        values = {n: _checked(n, data[n], hints[n]) for n in names if n != "per_class"}
+        per_class = data["per_class"]
+        if not isinstance(per_class, Mapping) or len(per_class) < 2:
+            raise MetricsFormatError("per_class must map at least 2 class labels to metrics")
+        values["per_class"] = {
+            str(label): _class_metrics(str(label), m) for label, m in per_class.items()
+        }
+        return cls(**values)
+
+    def write(self, path: str | Path) -> None:
+        from seda.io import write_json_atomic
+
+        write_json_atomic(path, self.to_json())
+
+    @classmethod
+    def read(cls, path: str | Path) -> MetricsRecord:
+        """Read a metrics file; OSError when unreadable, MetricsFormatError when malformed."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise MetricsFormatError(f"{path} is not valid JSON: {err}") from err
+        try:
+            return cls.from_json(data)
+        except MetricsFormatError as err:
+            raise MetricsFormatError(f"{path}: {err}") from err
+
+
+def _class_metrics(label: str, data: Any) -> ClassMetrics:
+    if not isinstance(data, Mapping):
+        raise MetricsFormatError(f"per_class[{label!r}] must be a JSON object")
+    names = [f.name for f in dataclasses.fields(ClassMetrics)]
+    if sorted(data) != sorted(names):
+        raise MetricsFormatError(f"per_class[{label!r}] must have exactly {', '.join(names)}")
+    hints = typing.get_type_hints(ClassMetrics)
+    return ClassMetrics(**{n: _checked(f"{label}.{n}", data[n], hints[n]) for n in names})
+
+
+def _checked(name: str, value: Any, hint: Any) -> Any:
+    """``value`` if it is of type ``hint`` (ints pass as floats, never bools as numbers)."""
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    args = typing.get_args(hint) if union else ()
+    if value is None:
+        if type(None) in args:
+            return None
+        raise MetricsFormatError(f"{name} must not be null")
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    origin = typing.get_origin(base)
+    if origin is list:
+        ok = isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
+        if not ok:
+            raise MetricsFormatError(f"{name} must be a [low, high] pair of numbers")
+        return [float(v) for v in value]
+    if base is float:
+        if not _is_number(value) or not math.isfinite(value):
+            raise MetricsFormatError(f"{name} must be a finite number, got {value!r}")
+        return value
+    if base is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise MetricsFormatError(f"{name} must be an integer, got {value!r}")
+        return value
+    if base is str:
+        if not isinstance(value, str):
+            raise MetricsFormatError(f"{name} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"no check for {hint}")  # pragma: no cover - a field type added above
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -13,7 +13,9 @@ definitions never point at a missing file):
   one step (the scikit-learn baseline), which DVC renders as an empty plot.
 - ``confusion.png``, ``roc.png``, ``history.png``.
 
-Figures use ``matplotlib.figure.Figure`` directly (Agg canvas, no pyplot global state).
+Figures use ``matplotlib.figure.Figure`` directly (Agg canvas, no pyplot global state). Every
+figure seda writes (these, the dataset figures, the comparison chart, ``seda predict``'s timeline)
+goes through :func:`save_figure`, so the same figure always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -30,12 +33,20 @@ from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_auc_sc
 
 from seda.io import atomic_path, write_csv_atomic
 from seda.metrics import check_predictions
+from seda.palette import label_colours
+
+# Files only, never a window: the same renderer (and so the same pixels) everywhere.
+matplotlib.use("Agg")
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_uar")
 FPR_GRID = np.linspace(0.0, 1.0, 101)
 DPI = 150
-# PNG metadata without a software version, so the same data give the same bytes everywhere.
-_PNG_METADATA = {"Software": None}
+# Metadata that would differ between runs or machines (software version, dates), left out.
+_METADATA: dict[str, dict[str, None]] = {
+    "png": {"Software": None},
+    "svg": {"Creator": None, "Date": None},
+    "pdf": {"Creator": None, "Producer": None, "CreationDate": None, "ModDate": None},
+}
 
 
 def write_model_plots(
@@ -122,10 +133,21 @@ def _cell(value: float) -> float | None:
     return None if math.isnan(value) else round(float(value), 6)
 
 
-def save_figure(fig: Figure, path: str | Path) -> None:
-    """Save a figure as PNG atomically (the temporary name has no .png suffix: format given)."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, metadata=_PNG_METADATA)
+def save_figure(
+    fig: Figure, path: str | Path, dpi: int = DPI, bbox_inches: str | None = None
+) -> None:
+    """Save a figure atomically, in the format of the path's suffix (PNG, SVG or PDF).
+
+    Same figure, same bytes: fixed dpi, no software version or dates in the file's metadata, a
+    fixed salt for SVG element ids. The temporary file has another suffix, so the format is
+    passed explicitly.
+    """
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    if fmt not in _METADATA:
+        raise ValueError(f"{path}: save figures as .png, .svg or .pdf")
+    with matplotlib.rc_context({"svg.hashsalt": "seda"}), atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=_METADATA[fmt], bbox_inches=bbox_inches)
 
 
 def confusion_figure(
@@ -163,7 +185,8 @@ def roc_figure(model: str, y_true: np.ndarray, y_prob: np.ndarray, labels: Seque
     """One-vs-rest ROC curve per class (AUC in the legend) and the chance diagonal."""
     fig = Figure(figsize=(6.0, 6.0), layout="constrained")
     ax = fig.add_subplot()
-    colors = _class_colors(len(labels))
+    palette = label_colours(labels)
+    colors = [palette[label] for label in labels]
     aucs = []
     for c, label in enumerate(labels):
         positives = y_true == c
@@ -246,10 +269,3 @@ def _num(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
-
-
-def _class_colors(k: int) -> list[Any]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if k <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(k)]

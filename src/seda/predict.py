@@ -29,20 +29,22 @@ from seda.audio import AudioError, FfmpegMissingError, audio_info, iter_audio_bl
 from seda.config import ConfigError, build, load_params
 from seda.io import write_csv_atomic, write_json_atomic
 from seda.logs import setup_logging
-from seda.model_io import MODELS_DIR, LoadedModel, available_models, load_model
+from seda.models.loading import LoadedModel, available_models, load_model
+from seda.palette import label_colours
 from seda.parallel import map_files
-from seda.stages.clean import (
+from seda.segment.clips import (
     CleanSettings,
     Clip,
     ClipReject,
     clean_file,
     validate_clean,
 )
-from seda.vad import VadSettings, validate_vad
+from seda.segment.vad import VadSettings, validate_vad
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR = Path("data/cache/predict")
+MODELS_DIR = Path("models")
 METRICS_DIR = Path("reports/metrics")
 PARAMS_FILE = Path("params.yaml")
 # Audio and video containers ffmpeg decodes (video files: their audio track).
@@ -59,25 +61,6 @@ FLUSH_SECONDS = 600.0
 ENVELOPE_BINS = 2400
 TABLE_ROWS = 40
 SOURCES_PER_PAGE = 6
-# Colours of common emotion names (others get the tab10 colours).
-EMOTION_COLOURS = {
-    "angry": "#d62728",
-    "anger": "#d62728",
-    "happy": "#f0b400",
-    "happiness": "#f0b400",
-    "joy": "#f0b400",
-    "sad": "#1f77b4",
-    "sadness": "#1f77b4",
-    "calm": "#2ca02c",
-    "neutral": "#8c8c8c",
-    "fear": "#9467bd",
-    "fearful": "#9467bd",
-    "surprise": "#e377c2",
-    "surprised": "#e377c2",
-    "disgust": "#8c564b",
-    "excited": "#ff7f0e",
-    "frustrated": "#bcbd22",
-}
 
 
 @dataclass(frozen=True)
@@ -123,7 +106,7 @@ def resolve_inputs(
     inputs: Sequence[str], cache_dir: Path = CACHE_DIR
 ) -> tuple[list[Source], list[Failure]]:
     """Local files, audio files under folders, and downloads of URLs, each once, in order."""
-    from seda.stages.collect import URL_SCHEME
+    from seda.collect import URL_SCHEME
 
     sources: list[Source] = []
     failures: list[Failure] = []
@@ -166,7 +149,7 @@ def download(
 ) -> tuple[list[Source], list[Failure]]:
     """Fetch URLs with the collector (best audio as WAV, cached); playlists give one source per
     entry. ``file://`` URLs are allowed (the user named the file)."""
-    from seda.stages.collect import SourceRow, YoutubeSettings, YtdlpCollector, YtdlpSettings
+    from seda.collect import SourceRow, YoutubeSettings, YtdlpCollector, YtdlpSettings
 
     settings = YoutubeSettings(
         name="predict",
@@ -533,24 +516,6 @@ def _clock(seconds: float, decimals: int = 0) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Timeline figure
-
-
-def label_colours(labels: Sequence[str]) -> dict[str, str]:
-    """A stable colour per label: emotion colours for known names, tab10 for the rest."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    cmap = colormaps["tab10"]
-    used = {EMOTION_COLOURS[k.lower()] for k in labels if k.lower() in EMOTION_COLOURS}
-    spare = [c for c in (to_hex(cmap(i)) for i in range(10)) if c not in used]
-    out, j = {}, 0
-    for k in labels:
-        if k.lower() in EMOTION_COLOURS:
-            out[k] = EMOTION_COLOURS[k.lower()]
-        else:
-            out[k] = spare[j % len(spare)]
-            j += 1
-    return out
 
 
 def plot_timeline(

@@ -2,8 +2,9 @@
 
 ``python -m seda.train -m backbone=hubert,wav2vec2,wavlm,data2vec``: composes
 ``conf/train_app.yaml`` (``conf/config.yaml`` plus one ``backbone`` choice) and calls the
-same :func:`seda.stages.featurize.run` and :func:`seda.stages.train.run` as the DVC stages, so
-a sweep here and ``dvc exp run`` write identical files (``reports/metrics/<backbone>.json``...).
+same library functions as the DVC stages (:mod:`seda.features.ssl`, :mod:`seda.features.classic`,
+:mod:`seda.models.training`, :mod:`seda.models.baseline`), so a sweep here and ``dvc exp run``
+write identical files in the same layout (:data:`LAYOUT`).
 The launcher (``hydra/launcher``: joblib by default, ``slurm`` via submitit) decides where the
 runs go. DVC stages never use this module: they read ``params.yaml`` (see
 ../shared/notes/dvc-hydra.md).
@@ -23,12 +24,21 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from seda.audio import AudioError
-from seda.config import ConfigError
+from seda.errors import UserError
+from seda.schema import register as register_schema
 
 log = logging.getLogger(__name__)
 
 CONF_DIR = str(Path(os.environ.get("SEDA_CONF", "conf")).resolve())
+# Where a run reads and writes, relative to the working directory: the layout dvc.yaml gives the
+# pipeline, so that sweep results land where the DVC stages put theirs.
+LAYOUT = {
+    "splits": "data/splits/splits.csv",
+    "features": "data/features/{name}",
+    "model": "models/{name}",
+    "metrics": "reports/metrics/{name}.json",
+    "plots": "reports/plots/{name}",
+}
 
 
 def params_for(cfg: DictConfig | dict[str, Any], name: str) -> dict[str, Any]:
@@ -43,12 +53,46 @@ def params_for(cfg: DictConfig | dict[str, Any], name: str) -> dict[str, Any]:
 
 def run_model(params: dict[str, Any], name: str) -> dict[str, Any]:
     """Featurize (unless in finetune mode) then train one model: what the two DVC stages do."""
-    from seda.stages import featurize, train
+    from seda.config import build
+    from seda.models.evaluation import EvalSettings, TrainOutputs
+    from seda.records import SplitRow, read_records
 
-    mode = (params.get("train") or {}).get("mode", "probe")
-    if name == "baseline" or mode == "probe":
-        featurize.run(params, name)
-    return train.run(params, name)
+    where = {key: Path(value.format(name=name)) for key, value in LAYOUT.items()}
+    outputs = TrainOutputs(where["model"], where["metrics"], where["plots"])
+    evaluation = build(EvalSettings, params.get("eval"), "eval")
+    seed = int(params.get("seed", 0))
+    audio = {"clean": params.get("clean"), "vad": params.get("vad")}
+    if name == "baseline":
+        from seda.baseline import BaselineSettings
+        from seda.features.classic import write_classic_features
+        from seda.models.baseline_training import train_baseline
+
+        settings = build(BaselineSettings, params.get("baseline"), "baseline")
+        rows = read_records(where["splits"], SplitRow)
+        write_classic_features(rows, settings, where["features"], params.get("workers", 0))
+        features = where["features"]
+        return train_baseline(
+            settings, evaluation, seed=seed, features=features, outputs=outputs, audio=audio
+        )
+    from seda.features.ssl import backbone_settings, write_backbone_features
+    from seda.models.training import TrainSettings, train_backbone
+
+    backbone = backbone_settings(params, name)
+    train = build(TrainSettings, params.get("train"), "train")
+    if train.mode == "probe":
+        rows = read_records(where["splits"], SplitRow)
+        write_backbone_features(rows, name, backbone, where["features"])
+    return train_backbone(
+        name,
+        backbone,
+        train,
+        evaluation,
+        seed=seed,
+        features=where["features"],
+        splits=where["splits"],
+        outputs=outputs,
+        audio=audio,
+    )
 
 
 def _threads_per_job() -> None:
@@ -61,6 +105,11 @@ def _threads_per_job() -> None:
     os.environ.setdefault("SEDA_THREADS", str(max(1, cores // max(1, n_jobs))))
 
 
+# conf/ names the schema's structured configs; register them here too, since hydra_plugins/ (which
+# registers them for `dvc exp run`) is importable only from the repository root.
+register_schema()
+
+
 @hydra.main(config_path=CONF_DIR, config_name="train_app", version_base="1.3")
 def app(cfg: DictConfig) -> float | None:
     """One run: the model is the ``backbone`` choice (or ``model=baseline``)."""
@@ -68,7 +117,7 @@ def app(cfg: DictConfig) -> float | None:
     name = str(cfg.get("model") or HydraConfig.get().runtime.choices["backbone"])
     try:
         summary = run_model(params_for(cfg, name), name)
-    except (ConfigError, AudioError) as err:
+    except UserError as err:
         print(f"seda.train {name}: {err}", file=sys.stderr)
         raise SystemExit(2) from err
     return summary.get("uar")

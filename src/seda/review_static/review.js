@@ -1,11 +1,25 @@
 "use strict";
 // seda review: one card per queued clip; decisions are POSTed to /api/decision.
-const token = document.querySelector('meta[name="seda-token"]').content;
+// On loopback the page carries the token. Served on another address it carries none: the page
+// asks for the one seda review printed, and sends it as a header with every request for the
+// queue, the audio (fetched into blob: URLs) and the decisions.
+const pageToken = document.querySelector('meta[name="seda-token"]').content;
+const asksToken = !pageToken;
+let token = pageToken || sessionStorage.getItem("seda-token") || "";
 const queueEl = document.getElementById("queue");
+const loginEl = document.getElementById("login");
+const tokenEl = document.getElementById("token");
+const loginMessageEl = document.getElementById("login-message");
 const progressEl = document.getElementById("progress");
 const statusEl = document.getElementById("status");
 let state = { labels: [], colours: {}, clips: [] };
 let current = 0;
+const audioUrls = new Map(); // clip id -> blob: URL (token mode)
+const audioFetches = new Map(); // clip id -> Promise of it
+
+function authHeaders(extra = {}) {
+  return token ? { ...extra, "X-Seda-Token": token } : extra;
+}
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -54,7 +68,8 @@ function render() {
     const audio = el("audio");
     audio.controls = true;
     audio.preload = "none";
-    audio.src = `/audio/${encodeURIComponent(clip.clip_id)}`;
+    const src = asksToken ? audioUrls.get(clip.clip_id) : audioPath(clip);
+    if (src) audio.src = src;
     audio.addEventListener("play", () => select(i, false));
     const buttons = el("div", "buttons");
     state.labels.forEach((k, j) => {
@@ -88,10 +103,44 @@ function updateProgress() {
   const model = state.model ? ` · proposals by ${state.model}` : "";
   progressEl.textContent = state.clips.length
     ? `${done} of ${state.clips.length} clips decided${model}`
-    : "the queue is empty: run the label stage first";
+    : "the queue is empty: make one with `seda label --model baseline`";
 }
 
 function cards() { return queueEl.querySelectorAll(".clip"); }
+
+function audioPath(clip) { return `/audio/${encodeURIComponent(clip.clip_id)}`; }
+
+// The card's player, with its source set (token mode: fetched with the token first).
+async function prepareAudio(i) {
+  const audio = cards()[i] && cards()[i].querySelector("audio");
+  const clip = state.clips[i];
+  if (!audio || !clip || audio.getAttribute("src")) return audio;
+  if (!audioFetches.has(clip.clip_id)) {
+    const fetching = fetch(audioPath(clip), { headers: authHeaders(), cache: "no-store" })
+      .then(async (res) => {
+        if (!res.ok) throw new Error((await res.json()).error || res.statusText);
+        const url = URL.createObjectURL(await res.blob());
+        audioUrls.set(clip.clip_id, url);
+        return url;
+      })
+      .catch((err) => { audioFetches.delete(clip.clip_id); throw err; });
+    audioFetches.set(clip.clip_id, fetching);
+  }
+  const url = await audioFetches.get(clip.clip_id);
+  if (!audio.getAttribute("src")) audio.src = url;
+  return audio;
+}
+
+async function togglePlay(i) {
+  try {
+    const audio = await prepareAudio(i);
+    if (!audio) return;
+    if (audio.paused) await audio.play();
+    else audio.pause();
+  } catch (err) {
+    flash(`cannot play: ${err.message}`);
+  }
+}
 
 function select(i, scroll = true) {
   const all = cards();
@@ -104,6 +153,7 @@ function select(i, scroll = true) {
     if (playing && !playing.paused) playing.pause();
   }
   current = i;
+  if (asksToken) prepareAudio(i).catch((err) => flash(`cannot load the audio: ${err.message}`));
   if (scroll) all[i].scrollIntoView({ block: "center", behavior: "smooth" });
 }
 
@@ -128,7 +178,7 @@ async function decide(i, decision, label) {
   try {
     const res = await fetch("/api/decision", {
       method: "POST",
-      headers: { "Content-Type": "application/json", "X-Seda-Token": token },
+      headers: authHeaders({ "Content-Type": "application/json" }),
       body: JSON.stringify({ clip_id: clip.clip_id, decision, label }),
     });
     const body = await res.json();
@@ -158,9 +208,7 @@ document.addEventListener("keydown", (ev) => {
     ev.preventDefault(); decide(current, "discard", "");
   } else if (ev.key === " ") {
     ev.preventDefault();
-    const audio = all[current].querySelector("audio");
-    if (audio.paused) audio.play().catch((err) => flash(`cannot play: ${err.message}`));
-    else audio.pause();
+    togglePlay(current);
   } else if (ev.key === "ArrowDown" || ev.key === "j") {
     ev.preventDefault(); select(current + 1);
   } else if (ev.key === "ArrowUp" || ev.key === "k") {
@@ -168,9 +216,37 @@ document.addEventListener("keydown", (ev) => {
   }
 });
 
+function askToken(message) {
+  token = "";
+  sessionStorage.removeItem("seda-token");
+  loginEl.hidden = false;
+  loginMessageEl.textContent = message;
+  progressEl.textContent = "waiting for the token…";
+  tokenEl.focus();
+}
+
+loginEl.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  token = tokenEl.value.trim();
+  tokenEl.value = "";
+  sessionStorage.setItem("seda-token", token);
+  loginEl.hidden = true;
+  load().catch((err) => { progressEl.textContent = `cannot load the queue: ${err.message}`; });
+});
+
 async function load() {
-  const res = await fetch("/api/queue", { cache: "no-store" });
-  state = await res.json();
+  if (asksToken && !token) {
+    askToken("");
+    return;
+  }
+  const res = await fetch("/api/queue", { cache: "no-store", headers: authHeaders() });
+  const body = await res.json();
+  if (asksToken && res.status === 403 && /token/.test(body.error || "")) {
+    askToken("That token was not accepted: type the one seda review printed.");
+    return;
+  }
+  if (!res.ok) throw new Error(body.error || res.statusText);
+  state = body;
   const first = state.clips.findIndex((c) => c.status === "pending");
   current = first < 0 ? 0 : first;
   render();

@@ -1,21 +1,10 @@
-"""Model-based voice separation backends for the ``separate`` stage (Spleeter, Demucs).
+"""Voice separation: turn a mixture (speech over a music bed) into a voice stem.
 
-Each backend follows :class:`seda.stages.separate.SeparationBackend`'s contract (``name``,
-``writes_audio``, ``__init__(settings, workers)``, ``separate_batch(jobs) -> errors``) and carries
-its own settings dataclass as ``settings_class`` (keys = ``conf/separate/<name>.yaml``). They do
-not import the stage module, so the stage can import them without an import cycle (also when it
-runs as ``python -m seda.stages.separate``).
+Modules: :mod:`~seda.separation.common` (the backend contract and chunked streaming),
+:mod:`~seda.separation.repet` (REPET-SIM, weight-free), :mod:`~seda.separation.demucs_backend`,
+:mod:`~seda.separation.spleeter_backend` (model-based), :mod:`~seda.separation.backends` (the
+registry that picks one by ``separate.backend``), :mod:`~seda.separation.manifest` (a whole
+manifest through the per-file cache) and :mod:`~seda.separation.quality` (SI-SDR). Import what
+you use from its module: this package's ``__init__`` imports nothing, so that code using one
+backend does not depend on the others.
 """
-
-from seda.separation.common import coerce_settings, stream_separate
-from seda.separation.demucs_backend import DemucsBackend, DemucsSettings
-from seda.separation.spleeter_backend import SpleeterBackend, SpleeterSettings
-
-__all__ = [
-    "DemucsBackend",
-    "DemucsSettings",
-    "SpleeterBackend",
-    "SpleeterSettings",
-    "coerce_settings",
-    "stream_separate",
-]

@@ -17,17 +17,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from seda.audio import AudioError
-from seda.config import ConfigError
-from seda.parallel import map_files
-from seda.separation.common import coerce_settings, stream_separate
+from seda.errors import ConfigError
+from seda.separation.common import (
+    Job,
+    SeparationBackend,
+    coerce_settings,
+    run_per_file,
+    stream_separate,
+)
 
 log = logging.getLogger(__name__)
 
-Job = tuple[Path, Path]
 
-
-@dataclass(frozen=True)
+@dataclass
 class DemucsSettings:
     backend: str = "demucs"
     # A pretrained name (htdemucs, htdemucs_ft, mdx_extra, ...) or signature.
@@ -50,17 +52,18 @@ class DemucsSettings:
     sample_rate: int = 44100
 
 
-class DemucsBackend:
+class DemucsBackend(SeparationBackend):
     """Voice stems by a Demucs model, files one after another in this process (torch threads)."""
 
     name: ClassVar[str] = "demucs"
-    writes_audio: ClassVar[bool] = True
     settings_class: ClassVar[type] = DemucsSettings
+    code = ("seda.separation.demucs_backend",)
+    packages = ("demucs", "torch", "numpy", "soundfile", "soxr", "imageio-ffmpeg")
 
     def __init__(self, settings: Any, workers: int | None = None, model: Any = None) -> None:
         """``model``: an already built Demucs model (tests inject a small random one)."""
-        self.settings: DemucsSettings = coerce_settings(DemucsSettings, settings)
-        self.workers = workers
+        super().__init__(coerce_settings(DemucsSettings, settings), workers)
+        self.settings: DemucsSettings
         s = self.settings
         if s.chunk_seconds <= 2 * s.crossfade_seconds or s.shifts < 0 or not 0 <= s.overlap < 1:
             raise ConfigError(
@@ -75,21 +78,10 @@ class DemucsBackend:
             )
 
     def separate_batch(self, jobs: list[Job]) -> list[str | None]:
-        errors: dict[int, str | None] = {}
-        items = list(enumerate(jobs))
-        for outcome in map_files(
-            self._separate_job,
-            items,
-            workers=1,
-            desc="separate: demucs",
-            known_errors=(AudioError,),
-        ):
-            errors[outcome.item[0]] = outcome.error
-        return [errors[i] for i in range(len(jobs))]
+        return run_per_file(self._separate_job, jobs, workers=1, desc="separate: demucs")
 
-    def _separate_job(self, item: tuple[int, Job]) -> float:
-        src, dst = item[1]
-        return self.separate_file(src, dst)
+    def _separate_job(self, job: Job) -> float:
+        return self.separate_file(*job)
 
     def separate_file(self, in_path: str | Path, out_path: str | Path) -> float:
         """Write the vocals stem of ``in_path`` to ``out_path``; return its duration in seconds."""

@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 from tqdm.auto import tqdm
 
 from seda.audio import FfmpegMissingError, find_ffmpeg
-from seda.config import ConfigError
 from seda.envs import SPLEETER_VERSION, env_python, spleeter_env_ready
-from seda.separation.common import coerce_settings
+from seda.errors import ConfigError
+from seda.separation.common import Job, SeparationBackend, coerce_settings
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,8 @@ WORKER = Path(__file__).with_name("spleeter_worker.py")
 EMBEDDED_PREFIX = "spleeter:"
 RELEASES_URL = "https://github.com/deezer/spleeter/releases"
 
-Job = tuple[Path, Path]
 
-
-@dataclass(frozen=True)
+@dataclass
 class SpleeterSettings:
     backend: str = "spleeter"
     # The virtualenv made by `seda setup spleeter`.
@@ -51,16 +49,18 @@ class SpleeterSettings:
     chunk_seconds: float = 300.0
 
 
-class SpleeterBackend:
+class SpleeterBackend(SeparationBackend):
     """Voice stems by a Spleeter model, a batch of files per child process."""
 
     name: ClassVar[str] = "spleeter"
-    writes_audio: ClassVar[bool] = True
     settings_class: ClassVar[type] = SpleeterSettings
+    # The worker runs in its own venv (versions pinned by seda.envs); ffmpeg decodes and encodes.
+    code = ("seda.separation.spleeter_backend", "seda.separation.spleeter_worker")
+    packages = ("imageio-ffmpeg",)
 
     def __init__(self, settings: Any, workers: int | None = None) -> None:
-        self.settings: SpleeterSettings = coerce_settings(SpleeterSettings, settings)
-        self.workers = workers
+        super().__init__(coerce_settings(SpleeterSettings, settings), workers)
+        self.settings: SpleeterSettings
         if self.settings.batch_size < 1 or self.settings.chunk_seconds <= 0:
             raise ConfigError("separate.batch_size and separate.chunk_seconds must be positive")
         self.python = check_spleeter_env(self.settings.env)

@@ -1,404 +1,64 @@
-"""Stage `figures`: pictures for the report: what each emotion looks like, and what separation did.
+"""Stage `figures`: example clips per emotion and a voice separation example
+(:mod:`seda.dataset_figures`).
 
-Writes to ``figures.out_dir``:
-- ``waveplots.png``: waveform of one test clip per emotion (the first by clip_id), one panel each;
-- ``spectrograms.png``: the same clips as log-mel spectrograms on one shared dB colour scale;
-- ``separation.png``: raw mixture above separated voice of one item, when separation wrote audio;
-  with a third panel, the clean reference voice, when the item has one (the demo corpus writes
-  ``<demo.out_dir>/reference/<media stem>.wav``), and SI-SDR against it in the panel titles.
+``separation.png`` is drawn only when ``--raw`` and ``--separated`` are given and separation
+wrote voice stems; with ``--references`` (the demo corpus's clean voices), it gets a third panel
+and SI-SDR scores.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
-import math
-import urllib.parse
-import urllib.request
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import librosa
-import librosa.display
-import numpy as np
-from matplotlib.figure import Figure
-
-from seda.audio import AudioError, load_audio
-from seda.config import ConfigError, build, load_params
+from seda.config import build, load_params
+from seda.dataset_figures import (
+    FiguresSettings,
+    draw_examples,
+    load_examples,
+    make_separation_figure,
+    pick_examples,
+)
 from seda.entry import stage_main
-from seda.io import atomic_path, read_csv
-from seda.stages.separate import si_sdr
+from seda.errors import InputMissingError
+from seda.records import ItemRow, SplitRow, as_dicts, read_records
 
 log = logging.getLogger(__name__)
 
-SPLITS = Path("data/splits/splits.csv")
-RAW_MANIFEST = Path("data/raw/manifest.csv")
-SEPARATED_MANIFEST = Path("data/separated/manifest.csv")
-DEMO_DIR = Path("data/demo")
-REFERENCE_DIR = "reference"  # = seda.stages.demo.REFERENCE_DIR
-DB_RANGE = 80.0
-LABEL_COLOURS = {
-    "angry": "#c0392b",
-    "calm": "#2e86c1",
-    "happy": "#d4a017",
-    "sad": "#6c3483",
-    "neutral": "#7f8c8d",
-    "fear": "#1e8449",
-    "surprise": "#ca6f1e",
-    "disgust": "#5d6d7e",
-}
 
-
-@dataclass(frozen=True)
-class FiguresSettings:
-    out_dir: str = "reports/figures"
-    n_mels: int = 128
-    hop_length: int = 256
-    # Length of the excerpt shown in separation.png.
-    separation_seconds: float = 15.0
-    dpi: int = 120
-
-
-def pick_examples(rows: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
-    """The first test clip by clip_id of each label (labels sorted), for a stable choice."""
-    test = [r for r in rows if r.get("split") == "test"]
-    if not test:
-        log.warning("figures: no test clips; examples are taken from all splits")
-        test = list(rows)
-    first: dict[str, Mapping[str, str]] = {}
-    labelled = (r for r in test if r["label"] not in ("", "unknown"))
-    for r in sorted(labelled, key=lambda r: r["clip_id"]):
-        first.setdefault(r["label"], r)
-    return [dict(first[lab]) for lab in sorted(first)]
-
-
-def _grid(n: int) -> tuple[int, int]:
-    ncols = 1 if n <= 3 else 2
-    return math.ceil(n / ncols), ncols
-
-
-def _save(fig: Figure, path: Path, dpi: int) -> None:
-    with atomic_path(path, suffix=".tmp.png") as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-
-
-def _subplots(nrows: int, ncols: int, figsize: tuple[float, float], **kwargs: Any) -> tuple:
-    """A figure outside pyplot (no global state; PNGs are drawn by the Agg renderer)."""
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.subplots(nrows, ncols, **kwargs)
-
-
-def _colour(label: str) -> str:
-    return LABEL_COLOURS.get(label, "#34495e")
-
-
-def plot_waveplots(
-    clips: Sequence[tuple[Mapping[str, str], np.ndarray, int]], path: Path, dpi: int = 120
-) -> None:
-    """One waveform panel per clip (librosa.display.waveshow), amplitude on a shared scale."""
-    nrows, ncols = _grid(len(clips))
-    fig, axes = _subplots(
-        nrows,
-        ncols,
-        figsize=(6.5 * ncols, 2.4 * nrows + 0.6),
-        sharey=True,
-        squeeze=False,
-    )
-    peak = max(float(np.abs(y).max()) for _, y, _ in clips) or 1.0
-    for ax, (row, y, sr) in zip(axes.flat, clips, strict=False):
-        librosa.display.waveshow(y, sr=sr, ax=ax, color=_colour(row["label"]), axis="s")
-        ax.set_title(f"{row['label']}  ·  {row['clip_id']}", fontsize=11)
-        ax.set_xlabel("Time (s)")
-        ax.set_ylabel("Amplitude")
-        ax.set_xlim(0, len(y) / sr)
-        ax.set_ylim(-1.05 * peak, 1.05 * peak)
-        ax.grid(alpha=0.25)
-    for ax in list(axes.flat)[len(clips) :]:
-        ax.set_visible(False)
-    fig.suptitle("Waveforms: first test clip of each emotion", fontsize=13)
-    _save(fig, path, dpi)
-
-
-def log_mel_db(y: np.ndarray, sr: int, n_mels: int, hop_length: int) -> np.ndarray:
-    """Log-mel power spectrogram in dB relative to its own peak (so clips compare by shape)."""
-    mel = librosa.feature.melspectrogram(
-        y=y, sr=sr, n_mels=n_mels, hop_length=hop_length, n_fft=4 * hop_length, fmax=sr / 2
-    )
-    return librosa.power_to_db(mel, ref=np.max, top_db=DB_RANGE)
-
-
-def plot_spectrograms(
-    clips: Sequence[tuple[Mapping[str, str], np.ndarray, int]],
-    path: Path,
-    settings: FiguresSettings,
-) -> None:
-    """One log-mel panel per clip (librosa.display.specshow), one shared dB colour bar."""
-    nrows, ncols = _grid(len(clips))
-    fig, axes = _subplots(
-        nrows,
-        ncols,
-        figsize=(6.5 * ncols + 1.0, 2.8 * nrows + 0.6),
-        squeeze=False,
-    )
-    image = None
-    for ax, (row, y, sr) in zip(axes.flat, clips, strict=False):
-        db = log_mel_db(y, sr, settings.n_mels, settings.hop_length)
-        image = librosa.display.specshow(
-            db,
-            sr=sr,
-            hop_length=settings.hop_length,
-            x_axis="s",
-            y_axis="mel",
-            fmax=sr / 2,
-            ax=ax,
-            cmap="magma",
-            vmin=-DB_RANGE,
-            vmax=0.0,
-        )
-        ax.set_title(f"{row['label']}  ·  {row['clip_id']}", fontsize=11)
-        ax.set_xlabel("Time (s)")
-        ax.set_ylabel("Frequency (Hz)")
-    for ax in list(axes.flat)[len(clips) :]:
-        ax.set_visible(False)
-    if image is not None:
-        fig.colorbar(image, ax=axes, format="%+2.0f dB", label="Level (dB re. peak)", shrink=0.9)
-    fig.suptitle("Log-mel spectrograms: first test clip of each emotion", fontsize=13)
-    _save(fig, path, settings.dpi)
-
-
-def separation_scores(
-    reference: np.ndarray, mixture: np.ndarray, voice: np.ndarray
-) -> tuple[float, float]:
-    """SI-SDR (dB) of the mixture and of the separated voice against the clean reference voice.
-
-    The gain of separation is the second minus the first. Arrays must share one sample rate.
-    """
-    return si_sdr(reference, mixture), si_sdr(reference, voice)
-
-
-def plot_separation(
-    item_id: str,
-    mixture: np.ndarray,
-    voice: np.ndarray,
-    sr: int,
-    path: Path,
-    settings: FiguresSettings,
-    backend: str = "",
-    reference: np.ndarray | None = None,
-    offset: float = 0.0,
-) -> tuple[float, float] | None:
-    """Mixture, separated voice (and the clean reference voice) one above the other.
-
-    Same mel axes and one dB scale (re. the mixture's peak). With a reference, SI-SDR of the
-    mixture and of the voice against it go into the titles and are returned; else None.
-    ``offset`` (s) is where the excerpt starts in the source, for the title.
-    """
-    signals = [mixture, voice] + ([] if reference is None else [reference])
-    mels = [
-        librosa.feature.melspectrogram(
-            y=y,
-            sr=sr,
-            n_mels=settings.n_mels,
-            hop_length=settings.hop_length,
-            n_fft=4 * settings.hop_length,
-        )
-        for y in signals
-    ]
-    titles = ["Raw mixture", f"Separated voice{f' ({backend})' if backend else ''}"]
-    scores = None
-    if reference is not None:
-        scores = separation_scores(reference, mixture, voice)
-        titles[0] += f"  ·  SI-SDR {scores[0]:+.1f} dB"
-        titles[1] += (
-            f"  ·  SI-SDR {scores[1]:+.1f} dB ({scores[1] - scores[0]:+.1f} dB vs. mixture)"
-        )
-        titles.append("Reference voice (clean, as mixed)")
-    ref = float(mels[0].max()) or 1.0
-    fig, axes = _subplots(len(mels), 1, figsize=(11, 3.2 * len(mels)), sharex=True)
-    image = None
-    for ax, mel, title in zip(axes, mels, titles, strict=True):
-        db = librosa.power_to_db(mel, ref=ref, top_db=None)
-        image = librosa.display.specshow(
-            db,
-            sr=sr,
-            hop_length=settings.hop_length,
-            x_axis="s",
-            y_axis="mel",
-            ax=ax,
-            cmap="magma",
-            vmin=-DB_RANGE,
-            vmax=0.0,
-        )
-        ax.set_title(title, fontsize=11)
-        ax.set_ylabel("Frequency (Hz)")
-        ax.set_xlabel("")
-    axes[-1].set_xlabel("Time (s)")
-    fig.colorbar(
-        image, ax=axes, format="%+2.0f dB", label="Level (dB re. mixture peak)", shrink=0.9
-    )
-    span = f"first {len(mixture) / sr:.0f} s"
-    if offset:
-        span = f"{len(mixture) / sr:.0f} s from {offset:g} s of the source"
-    fig.suptitle(f"Voice separation: {item_id} ({span})", fontsize=13)
-    _save(fig, path, settings.dpi)
-    return scores
-
-
-def find_reference(row: Mapping[str, str], demo_dir: Path = DEMO_DIR) -> Path | None:
-    """The clean reference voice of a raw manifest row, or None when it has none.
-
-    Demo items come from ``file://`` URLs (or paths) of ``<demo>/media/<stem>.<ext>``; their
-    voice is ``<demo>/reference/<stem>.wav``: looked up beside that media folder, then in
-    ``demo_dir`` (the URL is absolute, so it may name another checkout). Web videos and folder
-    datasets have no reference.
-    """
-    url = (row.get("source_url") or "").strip()
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme == "file":
-        media = Path(urllib.request.url2pathname(parsed.path))
-    elif url and not parsed.scheme:
-        media = Path(url)
-    else:
-        return None
-    if not media.stem:
-        return None
-    name = f"{media.stem}.wav"
-    for candidate in (media.parent.parent / REFERENCE_DIR / name, demo_dir / REFERENCE_DIR / name):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-def pick_separation_item(
-    raw_rows: Sequence[Mapping[str, str]], sep_rows: Sequence[Mapping[str, str]]
-) -> tuple[str, Path, Path] | None:
-    """(id, raw path, voice path) of the first item by id whose voice stem is a separate file."""
-    picked = _pick_separation_row(raw_rows, sep_rows)
-    return None if picked is None else (picked[0]["id"], Path(picked[0]["path"]), picked[1])
-
-
-def _pick_separation_row(
-    raw_rows: Sequence[Mapping[str, str]], sep_rows: Sequence[Mapping[str, str]]
-) -> tuple[Mapping[str, str], Path] | None:
-    raw = {r["id"]: r for r in raw_rows}
-    for r in sorted(sep_rows, key=lambda r: r["id"]):
-        row, voice = raw.get(r["id"]), Path(r["path"])
-        if row is None:
-            continue
-        src = Path(row["path"])
-        if src.exists() and voice.exists() and src.resolve() != voice.resolve():
-            return row, voice
-    return None
-
-
-def _load_examples(
-    examples: Sequence[Mapping[str, str]],
-) -> list[tuple[Mapping[str, str], np.ndarray, int]]:
-    clips = []
-    for row in examples:
-        try:
-            y, sr = load_audio(row["path"])
-        except AudioError as err:
-            log.warning("figures: skipped %s: %s", row["clip_id"], err)
-            continue
-        clips.append((row, y, sr))
-    return clips
-
-
-def make_separation_figure(
-    out: Path,
-    settings: FiguresSettings,
-    sample_rate: int,
-    backend: str,
-    demo_dir: Path = DEMO_DIR,
-) -> dict[str, Any] | None:
-    """Draw separation.png when the separate stage wrote voice stems; its summary when drawn.
-
-    All signals are loaded at ``sample_rate`` (the separate stage's rate; the reference is
-    resampled to it). A raw item that is a section of its source (``section_start``) is matched
-    by cutting the reference at the same offset.
-    """
-    if not (RAW_MANIFEST.exists() and SEPARATED_MANIFEST.exists()):
-        return None
-    picked = _pick_separation_row(read_csv(RAW_MANIFEST), read_csv(SEPARATED_MANIFEST))
-    if picked is None:
-        return None
-    row, voice_path = picked
-    seconds = settings.separation_seconds
-    mixture, sr = load_audio(row["path"], sample_rate, end=seconds)
-    voice, _ = load_audio(voice_path, sample_rate, end=seconds)
-    signals = [mixture, voice]
-    offset = _seconds(row.get("section_start")) or 0.0
-    reference_path = find_reference(row, demo_dir)
-    if reference_path is not None:
-        try:
-            reference, _ = load_audio(
-                reference_path, sample_rate, start=offset, end=offset + seconds
-            )
-        except AudioError as err:
-            log.warning("figures: reference %s not used: %s", reference_path, err)
-        else:
-            signals.append(reference)
-    n = min(len(y) for y in signals)
-    scores = plot_separation(
-        row["id"],
-        mixture[:n],
-        voice[:n],
-        sr,
-        out,
-        settings,
-        backend,
-        reference=signals[2][:n] if len(signals) == 3 else None,
-        offset=offset,
-    )
-    summary: dict[str, Any] = {"item": row["id"], "reference": None}
-    if scores is not None:
-        summary.update(
-            reference=str(reference_path), si_sdr_mixture=scores[0], si_sdr_separated=scores[1]
-        )
-        log.info(
-            "figures: %s: SI-SDR mixture %+.1f dB, separated %+.1f dB",
-            row["id"],
-            scores[0],
-            scores[1],
-        )
-    return summary
-
-
-def run(params: dict[str, Any]) -> dict[str, Any]:
+def run(
+    splits: Path,
+    out_dir: Path,
+    params: dict[str, Any],
+    raw: Path | None = None,
+    separated: Path | None = None,
+    references: Path | None = None,
+) -> dict[str, Any]:
+    """Write the figures into ``out_dir``; return what was drawn."""
     settings = build(FiguresSettings, params.get("figures"), "figures")
-    out_dir = Path(settings.out_dir)
-    if not SPLITS.exists():
-        raise ConfigError(f"{SPLITS} not found: run the split stage first")
-    clips = _load_examples(pick_examples(read_csv(SPLITS)))
-    if not clips:
-        raise ConfigError(f"{SPLITS}: no readable clips to draw")
-    written = []
-    plot_waveplots(clips, out_dir / "waveplots.png", settings.dpi)
-    plot_spectrograms(clips, out_dir / "spectrograms.png", settings)
-    written += ["waveplots.png", "spectrograms.png"]
     separate = params.get("separate") or {}
-    demo_dir = Path((params.get("demo") or {}).get("out_dir") or DEMO_DIR)
+    clips = load_examples(pick_examples(as_dicts(read_records(splits, SplitRow))))
+    if not clips:
+        raise InputMissingError(f"{splits}: no readable labelled clips to draw")
+    written = draw_examples(clips, out_dir, settings)
+    separation = None
     sep_png = out_dir / "separation.png"
-    separation = make_separation_figure(
-        sep_png,
-        settings,
-        int(separate.get("sample_rate", 22050)),
-        str(separate.get("backend", "")),
-        demo_dir,
-    )
+    if raw is not None and separated is not None:
+        separation = make_separation_figure(
+            as_dicts(read_records(raw, ItemRow)),
+            as_dicts(read_records(separated, ItemRow)),
+            sep_png,
+            settings,
+            int(separate.get("sample_rate", 22050)),
+            str(separate.get("backend", "")),
+            references,
+        )
     if separation is not None:
-        written.append("separation.png")
-    elif sep_png.exists():
-        sep_png.unlink()
+        written.append(sep_png.name)
+    else:
+        sep_png.unlink(missing_ok=True)
     log.info("figures: wrote %s to %s (%d emotions)", ", ".join(written), out_dir, len(clips))
     return {
         "out_dir": str(out_dir),
@@ -409,7 +69,19 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("figures", lambda: run(load_params()))
+    parser = argparse.ArgumentParser(prog="python -m seda.stages.figures", description=__doc__)
+    parser.add_argument("--splits", type=Path, required=True, help="splits.csv")
+    parser.add_argument("--raw", type=Path, help="the raw manifest")
+    parser.add_argument("--separated", type=Path, help="the separated manifest")
+    parser.add_argument("--references", type=Path, help="clean reference voices (demo corpus)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
+    args = parser.parse_args(argv)
+    return stage_main(
+        "figures",
+        lambda: run(
+            args.splits, args.out, load_params(), args.raw, args.separated, args.references
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import soxr
 
-from seda.config import ConfigError
+from seda.errors import ConfigError
 
 BACKENDS = ("silero", "energy")
 _SILERO_RATES = (8000, 16000)

@@ -1,0 +1,89 @@
+"""Train the baseline classifier (:mod:`seda.models.baseline`) on the classical features and
+evaluate it like the backbone models (:mod:`seda.models.evaluation`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seda.baseline import BaselineSettings
+from seda.models.baseline import BaselineModel
+from seda.models.evaluation import (
+    EvalSettings,
+    LabelledData,
+    TrainOutputs,
+    evaluate,
+    load_labelled_features,
+    write_outputs,
+)
+
+
+class BaselineLearner:
+    """:class:`BaselineModel` on (n, 1, d) classical features."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        labels: Sequence[str],
+        speakers: Sequence[str],
+        settings: BaselineSettings,
+    ):
+        self.settings = settings
+        self.x, self.y, self.labels = x[:, 0, :].astype(np.float64), y, list(labels)
+        self.speakers = np.asarray(speakers)
+        self.model: BaselineModel | None = None
+
+    def fit(self, train: np.ndarray, val: np.ndarray) -> list[dict[str, Any]]:
+        self.model = BaselineModel(self.settings).fit(
+            self.x[train], [self.labels[i] for i in self.y[train]], self.speakers[train]
+        )
+        return []
+
+    def predict_proba(self, idx: np.ndarray) -> np.ndarray:
+        assert self.model is not None
+        proba = self.model.predict_proba(self.x[idx], self.speakers[idx])
+        out = np.zeros((len(idx), len(self.labels)))
+        for j, label in enumerate(self.model.labels):
+            out[:, self.labels.index(label)] = proba[:, j]
+        return out
+
+    def save(self, out_dir: Path) -> dict[str, Any]:
+        assert self.model is not None
+        self.model.save(out_dir / "baseline.safetensors")
+        return {"classifier": self.settings.classifier, "best_params": self.model.best_params}
+
+
+def train_baseline(
+    settings: BaselineSettings,
+    evaluation: EvalSettings,
+    *,
+    seed: int,
+    features: Path,
+    outputs: TrainOutputs,
+    audio: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate the baseline on the classical features in ``features``."""
+    data: LabelledData = load_labelled_features(features)
+    x = data.features
+    assert x is not None
+    speakers = [r.speaker for r in data.rows]
+    result = evaluate(
+        data,
+        lambda: BaselineLearner(x, data.y, data.labels, speakers, settings),
+        evaluation.protocol,
+    )
+    return write_outputs(
+        "baseline",
+        "baseline",
+        data,
+        result,
+        settings=evaluation,
+        seed=seed,
+        backbone=None,
+        card_fields={"audio": dict(audio) if audio is not None else None},
+        outputs=outputs,
+    )

@@ -1,0 +1,58 @@
+"""Stage `index`: list what the dataset of ``params.yaml`` (section ``dataset``) reads.
+
+Written to ``--out``: one CSV row per file (``path,size,sha256,kind,reason``, see
+:class:`seda.collect.index.IndexRow`), odd entries (symbolic link loops, dangling links, pipes,
+sockets, devices, unreadable files) flagged, none opened. DVC depends on this file instead of the
+corpus folder, which it cannot always hash (a loop or a dangling link aborts it, a pipe hangs
+it); run on every ``dvc repro`` (``always_changed``), it changes exactly when a file is added,
+changed or removed. The work is in :mod:`seda.collect`.
+
+    python -m seda.stages.index --out FILE [--cache DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from seda.cache import DEFAULT_CACHE_ROOT
+from seda.collect import IndexRow, build_dataset_settings, index_corpus
+from seda.config import load_params
+from seda.entry import stage_main
+from seda.records import write_records
+
+log = logging.getLogger(__name__)
+
+STAGE = "index"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m seda.stages.{STAGE}", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--out", type=Path, required=True, help="the index CSV to write")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=DEFAULT_CACHE_ROOT / STAGE,
+        help="sha256 of each file by size and mtime, kept across runs (default: %(default)s)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def work() -> None:
+        settings = build_dataset_settings(load_params().get("dataset"))
+        rows = index_corpus(settings, args.cache)
+        write_records(args.out, rows, IndexRow)
+        odd = sum(r.kind != "ok" for r in rows)
+        log.info("index: %d file(s), %d odd entr%s", len(rows), odd, "y" if odd == 1 else "ies")
+
+    return stage_main(STAGE, work)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
