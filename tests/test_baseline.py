@@ -9,16 +9,27 @@ import pytest
 from sklearn.metrics import recall_score
 
 from seda.audio import AudioError, load_audio, write_wav
-from seda.baseline import BaselineSettings
+from seda.baseline import BaselineSettings, feature_blocks, feature_dim
 from seda.config import ConfigError, build
 from seda.features.classic import (
     classic_features,
     egemaps_functionals,
     feature_names,
     featurize_clips,
+    logmel_stats,
     mfcc_stats,
+    smile_functionals,
 )
-from seda.models.baseline import BaselineModel, per_speaker_standardise
+from seda.models.baseline import (
+    BaselineModel,
+    _new_pipeline,
+    candidates,
+    choose,
+    fixed_candidate,
+    inner_search,
+    member_columns,
+    per_speaker_standardise,
+)
 
 SR = 16000
 TUREVDB = Path("../shared/data/turevdb/Sound Source")
@@ -36,12 +47,33 @@ def tone(f0: float, amp: float, seconds: float = 0.6, seed: int = 0) -> np.ndarr
 def test_features_shape_and_finite() -> None:
     y = tone(150, 0.3)
     assert mfcc_stats(y, SR, 13).shape == (26,)
+    assert logmel_stats(y, SR, 32).shape == (64,)
     assert egemaps_functionals(y, SR).shape == (88,)
     settings = BaselineSettings()
     feats = classic_features(y, SR, settings)
-    assert feats.shape == (2 * 40 + 88,) == (len(feature_names(settings)),)
+    assert settings.features == ["mfcc", "logmel", "egemaps"]
+    assert (
+        feats.shape
+        == (80 + 128 + 88,)
+        == (len(feature_names(settings)),)
+        == (feature_dim(settings),)
+    )
     assert feats.dtype == np.float32 and np.all(np.isfinite(feats))
-    assert classic_features(y, SR, BaselineSettings(use_egemaps=False)).shape == (80,)
+    assert classic_features(y, SR, BaselineSettings(features=["mfcc"])).shape == (80,)
+    # the blocks come in the order asked, each where feature_blocks says
+    swapped = BaselineSettings(features=["egemaps", "mfcc"])
+    both = classic_features(y, SR, swapped)
+    blocks = feature_blocks(swapped)
+    np.testing.assert_array_equal(both[blocks["mfcc"]], feats[:80])
+    np.testing.assert_array_equal(both[blocks["egemaps"]], feats[208:])
+
+
+def test_compare_functionals() -> None:
+    settings = BaselineSettings(features=["compare"])
+    feats = classic_features(tone(180, 0.3), SR, settings)
+    assert feats.shape == (6373,) == (len(feature_names(settings)),) == (feature_dim(settings),)
+    assert np.all(np.isfinite(feats))
+    np.testing.assert_array_equal(feats, smile_functionals(tone(180, 0.3), SR, "compare"))
 
 
 def test_too_short_clip_is_a_clear_audio_error() -> None:
@@ -56,7 +88,7 @@ def test_featurize_clips_keeps_order_and_reports_bad_files(tmp_path: Path) -> No
         write_wav(paths[-1], tone(f0, 0.3, seed=i), SR)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
-    settings = BaselineSettings(use_egemaps=False)
+    settings = BaselineSettings(features=["mfcc"])
     errors: dict[str, str] = {}
     X = featurize_clips([paths[0], bad, paths[1]], settings, workers=1, errors=errors)
     assert X.shape == (3, 80) and X.dtype == np.float32
@@ -111,13 +143,23 @@ def tone_corpus() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _tone_corpus()
 
 
-@pytest.mark.parametrize("classifier", ["svm", "logreg"])
+CLASSIFIERS = ["svm", "logreg", "lda"]
+
+
+def only(classifier: str, **kwargs: object) -> BaselineSettings:
+    """Settings whose inner search tries just ``classifier``."""
+    return BaselineSettings(
+        classifier=classifier, classifier_grid=[classifier], min_speaker_clips=2, **kwargs
+    )
+
+
+@pytest.mark.parametrize("classifier", CLASSIFIERS)
 def test_model_learns_separable_problem_on_held_out_speakers(
     tone_corpus: tuple[np.ndarray, np.ndarray, np.ndarray], classifier: str
 ) -> None:
     X, y, speakers = tone_corpus
     test = speakers == "spk3"
-    model = BaselineModel(BaselineSettings(classifier=classifier, min_speaker_clips=2))
+    model = BaselineModel(only(classifier))
     model.fit(X[~test], y[~test], speakers[~test])
     proba = model.predict_proba(X[test], speakers[test])
     assert proba.shape == (test.sum(), 2) and model.labels == ["angry", "calm"]
@@ -126,14 +168,24 @@ def test_model_learns_separable_problem_on_held_out_speakers(
     assert uar >= 0.9
 
 
-@pytest.mark.parametrize("classifier", ["svm", "logreg"])
+@pytest.mark.parametrize("classifier", [*CLASSIFIERS, "fused"])
 def test_serialisation_round_trip(
     tone_corpus: tuple[np.ndarray, np.ndarray, np.ndarray], classifier: str, tmp_path: Path
 ) -> None:
     X, y, speakers = tone_corpus
     rng = np.random.default_rng(3)
     y = rng.permutation(np.where(np.arange(len(y)) % 3 == 0, "sad", y))  # 3 classes, noisy
-    model = BaselineModel(BaselineSettings(classifier=classifier, min_speaker_clips=2))
+    if classifier == "fused":
+        settings = BaselineSettings(
+            classifier_grid=["svm", "lda"],
+            feature_grid=["mfcc+egemaps", "logmel"],
+            C_grid=[1.0],
+            fuse=3,
+            min_speaker_clips=2,
+        )
+    else:
+        settings = only(classifier)
+    model = BaselineModel(settings)
     model.fit(X, y, speakers)
     model.save(tmp_path / "model.safetensors")
     loaded = BaselineModel.load(tmp_path / "model.safetensors")
@@ -142,14 +194,15 @@ def test_serialisation_round_trip(
     # the same arrays, the same arithmetic: identical probabilities
     np.testing.assert_array_equal(loaded.predict_proba(X, new), model.predict_proba(X, new))
     assert loaded.labels == model.labels and loaded.settings == model.settings
-    assert loaded.best_params == model.best_params and loaded.gamma == model.gamma
+    assert loaded.best_params == model.best_params and loaded.members == model.members
+    assert len(model.members) == (3 if classifier == "fused" else 1)
     # saving again gives the same bytes (nothing of the run, e.g. a time, goes into the file)
     loaded.save(tmp_path / "again.safetensors")
     again = (tmp_path / "again.safetensors").read_bytes()
     assert again == (tmp_path / "model.safetensors").read_bytes()
 
 
-@pytest.mark.parametrize("classifier", ["svm", "logreg"])
+@pytest.mark.parametrize("classifier", CLASSIFIERS)
 @pytest.mark.parametrize("n_classes", [2, 3, 4])
 def test_plain_array_scoring_is_what_sklearn_predicts(
     tone_corpus: tuple[np.ndarray, np.ndarray, np.ndarray], classifier: str, n_classes: int
@@ -163,12 +216,48 @@ def test_plain_array_scoring_is_what_sklearn_predicts(
     model = BaselineModel(settings).fit(X, y, speakers)
     new = np.array(["spk0"] * 40 + ["new"] * (len(X) - 40))
     Z = model._prepare(X, speakers)
-    pipeline = model._new_pipeline(settings.C, settings.gamma)
+    pipeline = _new_pipeline(fixed_candidate(settings), settings, n_classes)
     pipeline.fit(Z, np.searchsorted(model.labels, y))
     want = pipeline.predict_proba(model._prepare(X, new))
     got = model.predict_proba(X, new)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(got.argmax(axis=1), want.argmax(axis=1))
+
+
+def test_fused_members_are_the_geometric_mean_of_their_pipelines(
+    tone_corpus: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    X, y, speakers = tone_corpus
+    rng = np.random.default_rng(5)
+    y = rng.permutation(np.where(np.arange(len(y)) % 3 == 0, "sad", y))
+    settings = BaselineSettings(
+        classifier_grid=["svm", "logreg"],
+        feature_grid=["mfcc", "logmel+egemaps"],
+        fuse=2,
+        min_speaker_clips=2,
+    )
+    model = BaselineModel(settings).fit(X, y, speakers)
+    assert len(model.members) == 2
+    keys = {(m["classifier"], tuple(m["features"])) for m in model.members}
+    assert len(keys) == 2  # never the same classifier on the same features twice
+    Z = model._prepare(X, speakers)
+    codes = np.searchsorted(model.labels, y)
+    logs = []
+    for m in model.members:
+        cand = fixed_candidate(
+            BaselineSettings(
+                features=m["features"],
+                classifier=m["classifier"],
+                C=m["C"] or 1.0,
+                gamma=m["gamma"] or "scale",
+            )
+        )
+        cols = member_columns(settings, m["features"], X.shape[1])
+        pipe = _new_pipeline(cand, settings, len(model.labels)).fit(Z[:, cols], codes)
+        logs.append(np.log(pipe.predict_proba(Z[:, cols])))
+    want = np.exp(np.mean(logs, axis=0))
+    want /= want.sum(axis=1)[:, None]
+    np.testing.assert_allclose(model.predict_proba(X, speakers), want, rtol=0, atol=1e-9)
 
 
 def test_fitting_twice_gives_the_same_file(
@@ -189,13 +278,80 @@ def test_load_refuses_other_files(tmp_path: Path) -> None:
         BaselineModel.load(tmp_path / "other.safetensors")
 
 
-def test_inner_search_uses_only_training_speakers(
-    tone_corpus: tuple[np.ndarray, np.ndarray, np.ndarray],
-) -> None:
-    X, y, speakers = tone_corpus
-    settings = BaselineSettings(tune=True, C_grid=[0.1, 10.0], gamma_grid=["scale"])
+def test_inner_search_holds_out_whole_speakers() -> None:
+    """Every (speaker, label) pair is its own random cluster: memorising clusters works across
+    folds that split a speaker's clips, never across speakers. Leave-one-speaker-out sees that
+    (UAR near chance); a search over clip folds would not (UAR near 1)."""
+    rng = np.random.default_rng(4)
+    speakers = np.repeat([f"s{i:02d}" for i in range(16)], 10)
+    y = np.tile(np.repeat([0, 1], 5), 16)
+    centres = {(s, c): rng.normal(size=40) * 3 for s in sorted(set(speakers)) for c in (0, 1)}
+    Z = np.stack([centres[s, c] for s, c in zip(speakers, y, strict=True)])
+    Z += 0.1 * rng.normal(size=Z.shape)
+    settings = BaselineSettings(features=["mfcc"], n_mfcc=20, C_grid=[1.0])
+    (grid,) = candidates(settings)
+    [(_, by_speaker)] = inner_search(Z, y, speakers, [grid], settings)
+    [(_, by_clip)] = inner_search(Z, y, None, [grid], settings)
+    assert by_clip == 1.0 and by_speaker < 0.7
+
+
+def test_inner_folds_may_lack_a_class() -> None:
+    """A class only one speaker has is missing from the inner fold that holds that speaker out:
+    every classifier still fits there."""
+    rng = np.random.default_rng(7)
+    speakers = np.repeat(["s1", "s2", "s3", "s4"], 12)
+    y = np.array(["a", "b"] * 24, dtype=object)
+    y[:12:3] = "c"  # only s1 has c
+    X = rng.normal(size=(48, 6)) + (y == "a")[:, None]
+    settings = BaselineSettings(classifier_grid=["svm", "logreg", "lda"], min_speaker_clips=2)
     model = BaselineModel(settings).fit(X, y, speakers)
-    assert model.best_params["C"] in (0.1, 10.0) and model.best_params["gamma"] == "scale"
+    assert model.labels == ["a", "b", "c"] and model.predict_proba(X, speakers).shape == (48, 3)
+
+
+def test_grid_order_and_choice(tone_corpus: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    settings = BaselineSettings(
+        classifier_grid=["logreg", "svm", "lda"],
+        feature_grid=["egemaps", "mfcc+logmel"],
+        C_grid=[0.3, 1.0],
+        logreg_C_grid=[0.01],
+    )
+    grid = candidates(settings)
+    assert [c.describe() for c in grid[:4]] == [
+        "logreg(egemaps, C=0.01)",
+        "svm(egemaps, C=0.3, gamma=scale)",
+        "svm(egemaps, C=1, gamma=scale)",
+        "lda(egemaps)",
+    ]
+    assert len(grid) == 8
+    ranked = [(grid[1], 0.7), (grid[2], 0.7), (grid[0], 0.6), (grid[4], 0.5)]
+    assert [c for c, _ in choose(ranked, 1)] == [grid[1]]
+    assert [c for c, _ in choose(ranked, 2)] == [grid[1], grid[0]]  # not svm(egemaps) twice
+    X, y, speakers = tone_corpus
+    model = BaselineModel(BaselineSettings(min_speaker_clips=2, **_small_grid())).fit(
+        X, y, speakers
+    )
+    (member,) = model.members
+    assert member["C"] in (0.1, 10.0) and member["gamma"] == "scale"
+    assert member["features"] in (["mfcc"], ["mfcc", "logmel", "egemaps"])
+    assert 0.5 <= member["inner_uar"] <= 1.0
+
+
+def _small_grid() -> dict[str, object]:
+    return {"C_grid": [0.1, 10.0], "feature_grid": ["mfcc", "mfcc+logmel+egemaps"]}
+
+
+def test_precomputed_features_of_any_width_work_without_subsets() -> None:
+    """All of ``features`` is every column: the model trains on vectors of any width."""
+    rng = np.random.default_rng(6)
+    y = np.tile(["a", "b"], 30)
+    X = rng.normal(size=(60, 7)) + (y == "a")[:, None] * 2.0
+    speakers = np.repeat(["s1", "s2", "s3"], 20)
+    model = BaselineModel(BaselineSettings()).fit(X, y, speakers)
+    assert model.n_features == 7 and (model.predict(X, speakers) == y).mean() > 0.9
+    with pytest.raises(ValueError, match="takes 7"):
+        model.predict(X[:, :5], speakers)
+    with pytest.raises(ValueError, match="cannot pick the subset"):
+        BaselineModel(BaselineSettings(feature_grid=["mfcc"])).fit(X, y, speakers)
 
 
 def test_settings_from_config_reject_bad_values() -> None:
@@ -205,6 +361,16 @@ def test_settings_from_config_reject_bad_values() -> None:
         build(BaselineSettings, {"classifier": "forest"}, "baseline")
     with pytest.raises(ConfigError, match="gamma"):
         build(BaselineSettings, {"gamma": "wide"}, "baseline")
+    with pytest.raises(ConfigError, match=r"unknown feature set.*'opensmile'"):
+        build(BaselineSettings, {"features": ["mfcc", "opensmile"]}, "baseline")
+    with pytest.raises(ConfigError, match=r"compare.*not in baseline\.features"):
+        build(BaselineSettings, {"feature_grid": ["mfcc+compare"]}, "baseline")
+    with pytest.raises(ConfigError, match="twice"):
+        build(BaselineSettings, {"features": ["mfcc", "mfcc"]}, "baseline")
+    with pytest.raises(ConfigError, match="classifier"):
+        build(BaselineSettings, {"classifier_grid": ["svm", "tree"]}, "baseline")
+    with pytest.raises(ConfigError, match="fuse"):
+        build(BaselineSettings, {"fuse": 0}, "baseline")
 
 
 def test_speaker_standardise_needs_speakers(
@@ -219,5 +385,6 @@ def test_speaker_standardise_needs_speakers(
 @pytest.mark.skipif(not TUREVDB.is_dir(), reason="TurEV-DB not present in ../shared/data")
 def test_turevdb_features_are_finite() -> None:
     paths = sorted(TUREVDB.glob("*/*.wav"))[::400][:5]
-    X = featurize_clips(paths, BaselineSettings(), workers=1)
-    assert X.shape == (len(paths), 168) and np.all(np.isfinite(X))
+    settings = BaselineSettings(features=["mfcc", "logmel", "egemaps", "compare"])
+    X = featurize_clips(paths, settings, workers=1)
+    assert X.shape == (len(paths), feature_dim(settings)) and np.all(np.isfinite(X))

@@ -145,7 +145,7 @@ def test_mean_std_pooling_doubles_the_width(
 def test_baseline_features(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     rows = write_splits(tmp_path, n_speakers=3, per_label=1)
-    params = {"seed": 0, "workers": 1, "baseline": {"use_egemaps": False, "n_mfcc": 13}}
+    params = {"seed": 0, "workers": 1, "baseline": {"features": ["mfcc"], "n_mfcc": 13}}
     out = Path("data/features/baseline")
     featurize_baseline.run(params, splits=SPLITS, out=out)
     x, index, meta = load_features(out)

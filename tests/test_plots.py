@@ -26,7 +26,7 @@ from seda.plots import (
 )
 
 LABELS = ["angry", "calm", "happy", "sad"]
-PNGS = ("confusion.png", "roc.png", "history.png")
+PNGS = ("confusion.png", "roc.png", "history.png", "reliability.png")
 
 
 def predictions(n: int = 80, seed: int = 0, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +55,7 @@ def test_writes_every_file(tmp_path: Path) -> None:
     assert [r["clip_id"] for r in rows] == clip_ids(80)
     assert [r["actual"] for r in rows] == [LABELS[t] for t in y_true]
     assert [r["predicted"] for r in rows] == [LABELS[p] for p in prob.argmax(axis=1)]
+    assert list(rows[0]) == ["clip_id", "actual", "predicted"]  # no groups given: no column
 
     hist = read_csv(tmp_path / "history.csv")
     assert list(hist[0]) == ["epoch", "train_loss", "val_loss", "val_uar"]
@@ -66,6 +67,15 @@ def test_writes_every_file(tmp_path: Path) -> None:
         assert image.shape[0] > 300 and image.shape[1] > 300, name
         assert image[..., :3].std() > 0.05, f"{name} looks blank"
     assert not list(tmp_path.glob(".*")), "temporary files left behind"
+
+    table = read_csv(tmp_path / "reliability.csv")
+    assert list(table[0]) == ["bin", "confidence", "accuracy", "count"]
+    assert [int(r["bin"]) for r in table] == sorted({int(r["bin"]) for r in table})
+    assert sum(int(r["count"]) for r in table) == 80
+    for r in table:  # each bin's mean confidence lies inside the bin
+        b, conf = int(r["bin"]), float(r["confidence"])
+        assert b / 15 < conf <= (b + 1) / 15 + 1e-9
+        assert 0.0 <= float(r["accuracy"]) <= 1.0
 
 
 def test_roc_csv_is_a_proper_curve_on_the_fixed_grid(tmp_path: Path) -> None:
@@ -110,6 +120,24 @@ def test_class_absent_from_test_set_has_empty_roc_cells(tmp_path: Path) -> None:
     assert (tmp_path / "history.png").stat().st_size > 5000
 
 
+def test_reliability_diagram_draws_both_sides_of_temperature_scaling(tmp_path: Path) -> None:
+    """With the unscaled probabilities given, the PNG draws them too; reliability.csv always
+    holds the probabilities reported."""
+    y_true, prob = predictions(n=60, seed=3)
+    sharp = prob**3 / (prob**3).sum(axis=1, keepdims=True)
+    write_model_plots("m", y_true, prob, LABELS, clip_ids(60), None, tmp_path / "one")
+    write_model_plots(
+        "m", y_true, prob, LABELS, clip_ids(60), None, tmp_path / "two", unscaled=sharp
+    )
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert (one / "reliability.csv").read_bytes() == (two / "reliability.csv").read_bytes()
+    assert (one / "reliability.png").read_bytes() != (two / "reliability.png").read_bytes()
+    with pytest.raises(ValueError, match="shape"):
+        write_model_plots(
+            "m", y_true, prob, LABELS, clip_ids(60), None, tmp_path / "x", unscaled=sharp[:5]
+        )
+
+
 def test_same_inputs_give_identical_files(tmp_path: Path) -> None:
     y_true, prob = predictions(n=40, seed=9)
     for name in ("a", "b"):
@@ -122,7 +150,20 @@ def test_mismatched_clip_ids_are_rejected(tmp_path: Path) -> None:
     y_true, prob = predictions(n=10)
     with pytest.raises(ValueError, match="clip ids"):
         write_model_plots("m", y_true, prob, LABELS, clip_ids(9), None, tmp_path)
+    with pytest.raises(ValueError, match="groups"):
+        write_model_plots("m", y_true, prob, LABELS, clip_ids(10), None, tmp_path, groups=["g"])
     assert not any(tmp_path.iterdir())
+
+
+def test_predictions_carry_the_group_of_each_clip(tmp_path: Path) -> None:
+    """The ``group`` column (for bootstraps that resample speakers); DVC's confusion plot reads
+    ``actual`` and ``predicted`` and ignores it."""
+    y_true, prob = predictions(n=12)
+    groups = [f"g{i % 3}" for i in range(12)]
+    write_model_plots("m", y_true, prob, LABELS, clip_ids(12), None, tmp_path, groups=groups)
+    rows = read_csv(tmp_path / "predictions.csv")
+    assert list(rows[0]) == ["clip_id", "actual", "predicted", "group"]
+    assert [r["group"] for r in rows] == groups
 
 
 def dvc_plots_yaml(models: list[str]) -> str:
@@ -153,9 +194,18 @@ def dvc_plots_yaml(models: list[str]) -> str:
             "      x: epoch",
             "      y:",
             f"        {d}/history.csv: [train_loss, val_loss, val_uar]",
+            f"  - {m}_reliability:",
+            "      template: linear",
+            f"      title: '{m}: reliability (top-label confidence vs accuracy, test set)'",
+            "      x: confidence",
+            "      y:",
+            f"        {d}/reliability.csv: accuracy",
+            "      x_label: mean confidence in bin",
+            "      y_label: accuracy in bin",
             f"  - {d}/confusion.png",
             f"  - {d}/roc.png",
             f"  - {d}/history.png",
+            f"  - {d}/reliability.png",
         ]
     lines += [
         "  - roc_all_models:",
@@ -166,6 +216,14 @@ def dvc_plots_yaml(models: list[str]) -> str:
         *(f"        reports/plots/{m}/roc.csv: tpr_macro" for m in models),
         "      x_label: false positive rate",
         "      y_label: true positive rate",
+        "  - reliability_all_models:",
+        "      template: linear",
+        "      title: reliability, all models (test set)",
+        "      x: confidence",
+        "      y:",
+        *(f"        reports/plots/{m}/reliability.csv: accuracy" for m in models),
+        "      x_label: mean confidence in bin",
+        "      y_label: accuracy in bin",
         "  - reports/comparison.png",
     ]
     return "\n".join(lines) + "\n"
@@ -198,8 +256,14 @@ def test_dvc_plots_show_renders_the_files(tmp_path: Path) -> None:
         assert len(confusion) == 50 and {"actual", "predicted"} <= set(confusion[0])
         assert len(data[f"{m}_roc"][0]["content"]["data"]["values"]) == 101
         assert data[f"reports/plots/{m}/confusion.png"][0]["type"] == "image"
+        assert data[f"reports/plots/{m}/reliability.png"][0]["type"] == "image"
+        bins = data[f"{m}_reliability"][0]["content"]["data"]["values"]
+        rows = read_csv(tmp_path / f"reports/plots/{m}/reliability.csv")
+        assert len(bins) == len(rows) and {"confidence", "accuracy"} <= set(bins[0])
     assert len(data["hubert_history"][0]["content"]["data"]["values"]) == 3 * 5
     assert len(data["roc_all_models"][0]["content"]["data"]["values"]) == 2 * 101
+    n_bins = sum(len(read_csv(tmp_path / f"reports/plots/{m}/reliability.csv")) for m in models)
+    assert len(data["reliability_all_models"][0]["content"]["data"]["values"]) == n_bins
     html = subprocess.run(
         ["dvc", "plots", "show", "-o", "out"], cwd=tmp_path, env=env, capture_output=True, text=True
     )

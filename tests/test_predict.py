@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from seda.io import read_csv, write_csv_atomic
+from seda.metrics import HeadlineMetrics
 from seda.models.loading import ModelFormatError, load_model
 from seda.predict import main as predict_main
 from seda.predict import pick_model
@@ -46,7 +47,7 @@ def model_params() -> dict:
             "clips": {"min_seconds": 0.3, "max_seconds": 4.0},
         },
         "vad": {"backend": "energy", "silence_thresh_dbfs": -40.0},
-        "baseline": {"speaker_standardise": False, "use_egemaps": False},
+        "baseline": {"speaker_standardise": False, "features": ["mfcc"]},
         "backbones": {
             "hubert": {
                 "arch": "hubert",
@@ -187,7 +188,8 @@ def test_probe_model_predicts_what_its_head_gives_on_the_stored_features(
     head.load_state_dict(state)
     with torch.inference_mode():
         x = torch.from_numpy(features[rows].astype(np.float32))
-        want = torch.softmax(head(x), 1).numpy()
+        # The card's temperature (fitted on validation) scales the head's logits.
+        want = torch.softmax(head(x) / model.card.temperature, 1).numpy()
     assert got == pytest.approx(want, abs=2e-3)
     monkeypatch.chdir(tmp_path)
     speech_file(tmp_path / "talk.wav", ("calm", "angry"))
@@ -292,6 +294,10 @@ def test_best_model_is_the_highest_test_uar(tmp_path: Path) -> None:
         (tmp_path / "models" / name / "model.json").write_text("{}")
         if name != "hubert":  # trained but never evaluated: not a candidate
             (tmp_path / "metrics").mkdir(exist_ok=True)
-            (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps({"uar": uar}))
+            headline = HeadlineMetrics(uar, uar - 0.1, uar + 0.1, uar, uar, None, 30)
+            headline.write(tmp_path / "metrics" / f"{name}.json")
+    (tmp_path / "models" / "data2vec").mkdir()
+    (tmp_path / "models" / "data2vec" / "model.json").write_text("{}")
+    (tmp_path / "metrics" / "data2vec.json").write_text(json.dumps({"uar": 0.99}))  # malformed
     assert pick_model("best", tmp_path / "models", tmp_path / "metrics") == "wavlm"
     assert pick_model("hubert", tmp_path / "models", tmp_path / "metrics") == "hubert"

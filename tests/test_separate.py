@@ -1,6 +1,7 @@
-"""Stage `separate`: REPET-SIM improves the voice, bad input is rejected, the cache is reused
-while the code is the same and never once the code that computes a stem changed, and a full
-disk stops the stage instead of rejecting files."""
+"""Stage `separate`: REPET-SIM improves the voice and is librosa's REPET-SIM (same neighbours,
+same medians, same STFT), chunked and whole-signal REPET agree, bad input is rejected, the cache
+is reused while the code is the same and never once the code that computes a stem changed, and
+a full disk stops the stage instead of rejecting files."""
 
 from __future__ import annotations
 
@@ -24,7 +25,14 @@ from seda.separation import common, repet
 from seda.separation.backends import make_backend
 from seda.separation.manifest import separate_manifest
 from seda.separation.quality import si_sdr
-from seda.separation.repet import SeparateSettings, repet_voice, separate_file
+from seda.separation.repet import (
+    SeparateSettings,
+    istft,
+    neighbour_median,
+    repet_voice,
+    separate_file,
+    stft,
+)
 from seda.stages import separate
 
 SR = 16000
@@ -97,6 +105,84 @@ def test_chunked_file_matches_length_and_improves(
     est, sr = sf.read(out, dtype="float32")
     assert sr == SR and est.size == mix.size and duration == pytest.approx(12.0)
     assert si_sdr(voice, est) > si_sdr(voice, mix) + 3.0
+
+
+def test_single_chunk_file_is_whole_signal_repet(
+    tmp_path: Path, mixture: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """A file shorter than one chunk is separated as one signal: the stem is repet_voice's."""
+    _, mix = mixture
+    sf.write(tmp_path / "mix.wav", mix, SR, subtype="FLOAT")
+    separate_file(tmp_path / "mix.wav", tmp_path / "voice.wav", SETTINGS)  # 60 s chunks
+    stem = sf.read(tmp_path / "voice.wav", dtype="float32")[0]
+    whole = np.clip(repet_voice(mix, SR, SETTINGS), -1, 1)
+    np.testing.assert_allclose(stem, whole, rtol=0, atol=1.01 / 32768)  # PCM16 rounding only
+
+
+def test_chunked_and_whole_signal_repet_agree(
+    tmp_path: Path, mixture: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """In 6 s chunks each frame finds its repetitions among fewer frames, so the stems are not
+    identical, but they are close (the difference is 20 dB below the stem) and as good."""
+    voice, mix = mixture
+    sf.write(tmp_path / "mix.wav", mix, SR, subtype="FLOAT")
+    chunked = SeparateSettings(**{**SETTINGS.__dict__, "chunk_seconds": 6.0})
+    separate_file(tmp_path / "mix.wav", tmp_path / "voice.wav", chunked)
+    stem = sf.read(tmp_path / "voice.wav", dtype="float32")[0]
+    whole = repet_voice(mix, SR, SETTINGS)
+    assert si_sdr(whole, stem) > 20.0
+    assert abs(si_sdr(voice, stem) - si_sdr(voice, whole)) < 0.5
+
+
+def test_neighbour_median_is_librosas_nn_filter(mixture: tuple[np.ndarray, np.ndarray]) -> None:
+    """The REPET-SIM filter equals librosa's (which the backend used before issue #12): exactly
+    on small inputs (every width, including frames with fewer than k neighbours left) and on a
+    demo mixture; where a digital loop repeats to the sample (the test bed), frames tie in
+    similarity and the two break the ties differently, which moves the medians by < 1 %."""
+    import librosa
+
+    from seda.demo_corpus import DemoSettings, plan_items, synthesize_item_and_reference
+
+    def both(mag: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        theirs = librosa.decompose.nn_filter(
+            mag.T, aggregate=np.median, metric="cosine", width=width
+        ).T
+        return neighbour_median(mag, width), theirs
+
+    rng = np.random.default_rng(2)
+    for frames in (5, 6, 9, 12, 17, 30):
+        for width in range(1, (frames - 1) // 2):
+            np.testing.assert_array_equal(*both(rng.random((frames, 9), np.float32) ** 3, width))
+    demo = DemoSettings(item_seconds=12.0, sample_rate=SR)
+    item = synthesize_item_and_reference(demo, plan_items(demo)[0])[0]
+    ours, theirs = both(np.abs(stft(item, SETTINGS.n_fft, SETTINGS.hop_length)), 62)
+    differing = np.abs(ours - theirs).max(axis=1) > 0
+    assert differing.mean() <= 0.01, int(differing.sum())
+    ours, theirs = both(np.abs(stft(mixture[1], SETTINGS.n_fft, SETTINGS.hop_length)), 62)
+    assert np.linalg.norm(ours - theirs) < 0.01 * np.linalg.norm(theirs)
+
+
+def test_stft_and_istft_are_librosas(mixture: tuple[np.ndarray, np.ndarray]) -> None:
+    import librosa
+
+    _, mix = mixture
+    n_fft, hop = SETTINGS.n_fft, SETTINGS.hop_length
+    ours = stft(mix, n_fft, hop)
+    theirs = librosa.stft(mix, n_fft=n_fft, hop_length=hop).T
+    assert ours.shape == theirs.shape and ours.dtype == np.complex64
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5 * np.abs(theirs).max())
+    back = istft(theirs, hop, length=mix.size)
+    np.testing.assert_allclose(back, mix, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        back, librosa.istft(theirs.T, hop_length=hop, length=mix.size), rtol=0, atol=1e-6
+    )
+    odd_hop = istft(stft(mix, n_fft, 300), 300, length=mix.size)  # n_fft not a multiple of hop
+    np.testing.assert_allclose(odd_hop, mix, rtol=0, atol=1e-5)
+
+
+def test_too_short_input_is_kept() -> None:
+    y = np.linspace(-0.1, 0.1, 1000, dtype=np.float32)  # 4 frames: no width fits
+    np.testing.assert_array_equal(repet_voice(y, SR, SETTINGS), y)
 
 
 def _manifest(tmp_path: Path, items: dict[str, Path]) -> list[ItemRow]:

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from seda.config import ConfigError
 from seda.features.store import save_features
 from seda.io import read_csv, write_csv_atomic
-from seda.metrics import MetricsRecord
+from seda.metrics import INTERVAL_CLIPS, INTERVAL_GROUPS, HeadlineMetrics, MetricsRecord
 from seda.models.card import ModelCard, ModelFormatError
 from seda.models.evaluation import TrainOutputs
 from seda.models.folds import Fold, check_disjoint, holdout_fold, loso_folds
@@ -93,8 +93,12 @@ def feature_store(root: Path, n_speakers: int = 5, per_label: int = 6, seed: int
 
 
 def outputs(name: str = "hubert", root: Path = Path()) -> TrainOutputs:
-    metrics = root / f"reports/metrics/{name}.json"
-    return TrainOutputs(root / f"models/{name}", metrics, root / f"reports/plots/{name}")
+    return TrainOutputs(
+        root / f"models/{name}",
+        root / f"reports/metrics/{name}.json",
+        root / f"reports/details/{name}.json",
+        root / f"reports/plots/{name}",
+    )
 
 
 def run_train(p: dict, name: str = "hubert", root: Path = Path()) -> dict:
@@ -172,6 +176,24 @@ def test_honest_split_has_no_shared_clip_speaker_or_source() -> None:
         check_disjoint(rows, fold)
 
 
+def test_no_speaker_is_trained_and_tested_in_any_fold() -> None:
+    """Leakage: in every leave-one-group-out fold, no speaker (and no video) of the test rows is
+    among the training or validation rows, and each speaker is tested in exactly one fold."""
+    from seda.splitting import SplitSettings, speaker_grouped_split
+
+    rows = split_rows(speaker_grouped_split(manifest_rows(6, 3), SplitSettings(), seed=1))
+    folds = loso_folds(rows)
+    tested_in: dict[str, set[int]] = {}
+    for k, fold in enumerate(folds):
+        for key in ("speaker", "source_id"):
+            seen = {getattr(rows[i], key) for i in np.concatenate([fold.train, fold.val])}
+            assert not seen & {getattr(rows[i], key) for i in fold.test}, (k, key)
+        for i in fold.test:
+            tested_in.setdefault(rows[i].speaker, set()).add(k)
+    assert set(tested_in) == {r.speaker for r in rows}
+    assert all(len(ks) == 1 for ks in tested_in.values())
+
+
 def row(clip_id: str = "c", speaker: str = "s", source_id: str = "v", fold: int = 0) -> SplitRow:
     return SplitRow(clip_id, f"{clip_id}.wav", "calm", speaker, source_id, "g", "train", fold)
 
@@ -201,7 +223,7 @@ def test_probe_stage_outputs_and_test_labels_never_steer_training(
     monkeypatch.chdir(tmp_path)
     feature_store(tmp_path)
     summary = run_train(params())
-    metrics = json.loads(Path("reports/metrics/hubert.json").read_text())
+    metrics = json.loads(Path("reports/details/hubert.json").read_text())
     assert metrics["model"] == "hubert" and metrics["mode"] == "probe"
     assert metrics["protocol"] == "holdout" and metrics["backbone_weights"] == "random"
     assert metrics["checkpoint"] == "facebook/hubert-base-ls960"
@@ -214,9 +236,33 @@ def test_probe_stage_outputs_and_test_labels_never_steer_training(
     )
     assert metrics["uar"] == summary["uar"] and metrics["uar"] > 0.6  # layer 1 is separable
     assert "train_seconds" not in metrics  # a timing, not a result: logged instead
-    assert MetricsRecord.read("reports/metrics/hubert.json").to_json() == metrics
+    assert MetricsRecord.read("reports/details/hubert.json").to_json() == metrics
+    # The DVC metric: the flat headline of those details, nothing else.
+    headline = json.loads(Path("reports/metrics/hubert.json").read_text())
+    assert headline == MetricsRecord.read("reports/details/hubert.json").headline().to_json()
+    assert set(headline) == {"uar", "uar_low", "uar_high", "accuracy", "f1", "auc", "n_test"}
+    assert HeadlineMetrics.read("reports/metrics/hubert.json").uar == round(metrics["uar"], 3)
+    # Calibration (details only): one temperature fitted on val, ECE before and after it.
+    calibration = metrics["calibration"]
+    assert calibration["method"] == "temperature" and calibration["n_bins"] == 15
+    assert calibration["temperature"] > 0
+    assert calibration["fold_temperatures"] == [calibration["temperature"]]
+    assert 0 <= calibration["ece"] <= 1 and 0 <= calibration["ece_before_scaling"] <= 1
+    assert sum(b["count"] for b in calibration["reliability"]) == metrics["n_test"]
+    reliability = read_csv("reports/plots/hubert/reliability.csv")
+    assert [int(r["count"]) for r in reliability] == [
+        b["count"] for b in calibration["reliability"]
+    ]
+    assert Path("reports/plots/hubert/reliability.png").stat().st_size > 5000
+    # One test speaker group: the interval resamples clips, and says so.
+    assert metrics["interval_method"] == INTERVAL_CLIPS and metrics["n_test_groups"] == 1
+    assert metrics["folds"] == [] and metrics["uar_fold_mean"] is None
+    test_speakers = sorted({r["speaker"] for r in index if r["split"] == "test"})
+    assert [s["speaker"] for s in metrics["speakers"]] == test_speakers
+    assert sum(s["n"] for s in metrics["speakers"]) == metrics["n_test"]
     model = json.loads(Path("models/hubert/model.json").read_text())
     assert model["labels"] == list(LABELS) and len(model["layer_weights"]) == 3
+    assert model["temperature"] == calibration["temperature"]  # seda predict applies it
     assert model["backbone"]["weights"] == "random"
     card = ModelCard.read("models/hubert/model.json")
     assert card.to_json() == model and card.mode == "probe" and card.head.hidden == 16
@@ -238,8 +284,10 @@ def test_probe_stage_outputs_and_test_labels_never_steer_training(
     run_train(params())
     head2 = load_file("models/hubert/head.safetensors")
     assert all(torch.equal(head[k], head2[k]) for k in head)
+    model2 = json.loads(Path("models/hubert/model.json").read_text())
+    assert model2["temperature"] == model["temperature"]  # fitted on val, never on test
     assert read_csv("reports/plots/hubert/history.csv") == history
-    metrics2 = json.loads(Path("reports/metrics/hubert.json").read_text())
+    metrics2 = json.loads(Path("reports/details/hubert.json").read_text())
     assert metrics2["uar"] < metrics["uar"]
 
 
@@ -247,13 +295,41 @@ def test_loso_pools_every_clip_once(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(tmp_path)
     feature_store(tmp_path, n_speakers=4, per_label=3)
     run_train(params(eval={"protocol": "loso"}, train={"epochs": 5}))
-    metrics = json.loads(Path("reports/metrics/hubert.json").read_text())
+    metrics = json.loads(Path("reports/details/hubert.json").read_text())
     index = read_csv("data/features/hubert/index.csv")
     n_folds = len({r["fold"] for r in index})
     assert metrics["protocol"] == "loso" and metrics["n_folds"] == n_folds >= 3
     assert metrics["n_test"] == len(index)
     predictions = read_csv("reports/plots/hubert/predictions.csv")
     assert sorted(r["clip_id"] for r in predictions) == sorted(r["clip_id"] for r in index)
+    group_of = {r["clip_id"]: r["group"] for r in index}
+    assert all(r["group"] == group_of[r["clip_id"]] for r in predictions)
+    # Per fold: the held-out groups and speakers, their UAR, mean and SD; intervals by group.
+    folds = metrics["folds"]
+    assert [f["fold"] for f in folds] == sorted(int(f) for f in {r["fold"] for r in index})
+    for f in folds:
+        held_out = [r for r in index if int(r["fold"]) == f["fold"]]
+        assert f["groups"] == sorted({r["group"] for r in held_out})
+        assert f["speakers"] == sorted({r["speaker"] for r in held_out})
+        assert f["n"] == len(held_out) and 0 <= f["uar"] <= 1
+    uar = [f["uar"] for f in folds]
+    assert metrics["uar_fold_mean"] == pytest.approx(np.mean(uar))
+    assert metrics["uar_fold_sd"] == pytest.approx(np.std(uar, ddof=1))
+    assert metrics["interval_method"] == INTERVAL_GROUPS
+    assert metrics["n_test_groups"] == len({r["group"] for r in index})
+    speakers = metrics["speakers"]
+    assert [s["speaker"] for s in speakers] == sorted({r["speaker"] for r in index})
+    for s in speakers:
+        assert np.array(s["confusion"]).sum() == s["n"] and len(s["confusion"]) == len(LABELS)
+    headline = json.loads(Path("reports/metrics/hubert.json").read_text())
+    assert headline["uar_fold_mean"] == round(metrics["uar_fold_mean"], 3)
+    assert headline["uar_fold_sd"] == round(metrics["uar_fold_sd"], 3)
+    assert [headline["uar_low"], headline["uar_high"]] == [round(v, 3) for v in metrics["uar_ci"]]
+    # One temperature per fold, each fitted on that fold's validation fold.
+    calibration = metrics["calibration"]
+    assert len(calibration["fold_temperatures"]) == n_folds
+    assert all(t > 0 for t in calibration["fold_temperatures"])
+    assert calibration["ece_before_scaling"] is not None
 
 
 def write_clips(root: Path) -> None:
@@ -290,7 +366,7 @@ def test_finetune_updates_the_transformer_not_the_frozen_cnn(
         }
     )
     run_train(p)
-    metrics = json.loads(Path("reports/metrics/hubert.json").read_text())
+    metrics = json.loads(Path("reports/details/hubert.json").read_text())
     assert metrics["mode"] == "finetune" and np.isfinite(metrics["uar"])
     assert len(read_csv("reports/plots/hubert/history.csv")) == 2
     from transformers import HubertModel
@@ -322,12 +398,16 @@ def test_baseline_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.chdir(tmp_path)
     baseline_store(tmp_path, n_speakers=5, per_label=6)
     run_train_baseline(params(baseline={"speaker_standardise": False}))
-    metrics = json.loads(Path("reports/metrics/baseline.json").read_text())
+    metrics = json.loads(Path("reports/details/baseline.json").read_text())
     assert metrics["mode"] == "baseline" and metrics["checkpoint"] is None
     assert metrics["uar"] > 0.6
     assert Path("models/baseline/baseline.safetensors").exists()
     card = ModelCard.read("models/baseline/model.json")
     assert card.mode == "baseline" and card.classifier == "svm" and card.backbone is None
+    assert card.temperature is None  # its probabilities are the classifier's own (Platt)
+    calibration = metrics["calibration"]
+    assert calibration["method"] == "none" and calibration["temperature"] is None
+    assert calibration["ece_before_scaling"] is None and 0 <= calibration["ece"] <= 1
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
@@ -406,6 +486,8 @@ def stage_args(name: str = "hubert") -> list[str]:
         f"models/{name}",
         "--metrics",
         f"reports/metrics/{name}.json",
+        "--details",
+        f"reports/details/{name}.json",
         "--plots",
         f"reports/plots/{name}",
     ]
@@ -448,7 +530,7 @@ def test_hydra_multirun_two_backbones(tmp_path: Path, launcher: str) -> None:
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("hubert", "wavlm"):
-        metrics = json.loads((tmp_path / f"reports/metrics/{name}.json").read_text())
+        metrics = json.loads((tmp_path / f"reports/details/{name}.json").read_text())
         assert metrics["model"] == name and metrics["backbone_weights"] == "random"
         assert len(read_csv(tmp_path / f"reports/plots/{name}/history.csv")) <= 2
         assert (tmp_path / f"data/features/{name}/features.npy").exists()
@@ -463,3 +545,4 @@ def test_stale_features_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigError, match="re-run"):
         run_train(p)
     assert not Path("reports/metrics/hubert.json").exists()
+    assert not Path("reports/details/hubert.json").exists()

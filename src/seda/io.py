@@ -85,6 +85,11 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as err:
+        # A full disk or denied write names the file meant, not the temporary (or no) name.
+        if err.errno is None or err.filename not in (None, str(tmp_path)):
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from err
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -3,7 +3,8 @@
 Files in ``reports/plots/<model>/`` (every file is always written, so DVC outputs and plot
 definitions never point at a missing file):
 
-- ``predictions.csv``: ``clip_id, actual, predicted`` (label names; DVC's confusion templates).
+- ``predictions.csv``: ``clip_id, actual, predicted`` (label names; DVC's confusion templates)
+  and, when given, ``group`` (the clip's split group, for bootstraps that resample groups).
 - ``roc.csv``: ``fpr`` on a fixed grid of 101 points in [0, 1], one ``tpr_<label>`` column per
   class and ``tpr_macro`` (mean over the classes with a defined curve). A fixed grid gives every
   model and every revision the same x values, so ``dvc plots diff`` overlays them; ``tpr_macro``
@@ -11,7 +12,12 @@ definitions never point at a missing file):
   a defined curve (absent from the test set, or the only class in it) has empty cells.
 - ``history.csv``: ``epoch, train_loss, val_loss, val_uar``; header only for models fitted in
   one step (the scikit-learn baseline), which DVC renders as an empty plot.
-- ``confusion.png``, ``roc.png``, ``history.png``.
+- ``reliability.csv``: ``bin, confidence, accuracy, count``, one row per non-empty bin of
+  :data:`~seda.metrics.ECE_BINS` equal-width bins of top-label confidence
+  (:func:`seda.metrics.reliability_bins`) of the probabilities reported (temperature-scaled for
+  the neural heads).
+- ``confusion.png``, ``roc.png``, ``history.png``, ``reliability.png`` (the reliability diagram
+  with the ECE, before and after temperature scaling when given, and the clips per bin).
 
 Figures use ``matplotlib.figure.Figure`` directly (Agg canvas, no pyplot global state). Every
 figure seda writes (these, the dataset figures, the comparison chart, ``seda predict``'s timeline)
@@ -32,13 +38,20 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, roc_auc_score, roc_curve
 
 from seda.io import atomic_path, write_csv_atomic
-from seda.metrics import check_predictions
+from seda.metrics import (
+    ECE_BINS,
+    ReliabilityBin,
+    check_predictions,
+    expected_calibration_error,
+    reliability_bins,
+)
 from seda.palette import label_colours
 
 # Files only, never a window: the same renderer (and so the same pixels) everywhere.
 matplotlib.use("Agg")
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_uar")
+RELIABILITY_COLUMNS = ("bin", "confidence", "accuracy", "count")
 FPR_GRID = np.linspace(0.0, 1.0, 101)
 DPI = 150
 # Metadata that would differ between runs or machines (software version, dates), left out.
@@ -57,36 +70,66 @@ def write_model_plots(
     clip_ids: Sequence[str],
     history: Sequence[Mapping[str, Any]] | None,
     out_dir: Path,
+    *,
+    groups: Sequence[str] | None = None,
+    unscaled: np.ndarray | None = None,
 ) -> None:
     """Write the CSV files and PNG figures of one model's test predictions into ``out_dir``.
 
     ``history``: one mapping per epoch with keys of :data:`HISTORY_COLUMNS` (missing values are
-    left empty), or None/empty for a model without epochs.
+    left empty), or None/empty for a model without epochs. ``groups``: each clip's split group
+    (a ``group`` column of predictions.csv). ``unscaled``: the same clips' probabilities before
+    temperature scaling (drawn in the reliability diagram beside the reported ones).
     """
     y_true, y_prob = check_predictions(y_true, y_prob, labels)
     if len(clip_ids) != y_true.size:
         raise ValueError(f"got {len(clip_ids)} clip ids for {y_true.size} predictions")
+    if groups is not None and len(groups) != y_true.size:
+        raise ValueError(f"got {len(groups)} groups for {y_true.size} predictions")
+    if unscaled is not None:
+        unscaled = check_predictions(y_true, unscaled, labels)[1]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = [str(label) for label in labels]
     y_pred = y_prob.argmax(axis=1)
     history = list(history or [])
 
-    write_csv_atomic(
-        out_dir / "predictions.csv",
-        (
-            {"clip_id": cid, "actual": labels[t], "predicted": labels[p]}
-            for cid, t, p in zip(clip_ids, y_true, y_pred, strict=True)
-        ),
-        ("clip_id", "actual", "predicted"),
-    )
+    predictions = [
+        {"clip_id": cid, "actual": labels[t], "predicted": labels[p]}
+        for cid, t, p in zip(clip_ids, y_true, y_pred, strict=True)
+    ]
+    columns = ["clip_id", "actual", "predicted"]
+    if groups is not None:
+        columns.append("group")
+        for row, group in zip(predictions, groups, strict=True):
+            row["group"] = group
+    write_csv_atomic(out_dir / "predictions.csv", predictions, columns)
     curves = roc_on_grid(y_true, y_prob, len(labels))
     write_csv_atomic(out_dir / "roc.csv", _roc_rows(curves, labels), roc_columns(labels))
     write_csv_atomic(out_dir / "history.csv", history, HISTORY_COLUMNS)
+    table = reliability_bins(y_true, y_prob, ECE_BINS)
+    write_csv_atomic(out_dir / "reliability.csv", reliability_rows(table), RELIABILITY_COLUMNS)
 
     save_figure(confusion_figure(model, y_true, y_pred, labels), out_dir / "confusion.png")
     save_figure(roc_figure(model, y_true, y_prob, labels), out_dir / "roc.png")
     save_figure(history_figure(model, history), out_dir / "history.png")
+    save_figure(
+        reliability_figure(model, y_true, y_prob, unscaled=unscaled),
+        out_dir / "reliability.png",
+    )
+
+
+def reliability_rows(table: Sequence[ReliabilityBin]) -> list[dict[str, Any]]:
+    """Rows of reliability.csv (values rounded to 6 decimals, as in roc.csv)."""
+    return [
+        {
+            "bin": b.bin,
+            "confidence": round(b.confidence, 6),
+            "accuracy": round(b.accuracy, 6),
+            "count": b.count,
+        }
+        for b in table
+    ]
 
 
 def roc_columns(labels: Sequence[str]) -> list[str]:
@@ -205,6 +248,60 @@ def roc_figure(model: str, y_true: np.ndarray, y_prob: np.ndarray, labels: Seque
     ax.set_title(f"{model}: ROC, one class vs rest\n(n = {y_true.size}{macro})")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", frameon=True)
+    return fig
+
+
+def reliability_figure(
+    model: str,
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    *,
+    unscaled: np.ndarray | None = None,
+    n_bins: int = ECE_BINS,
+) -> Figure:
+    """Reliability diagram: accuracy against mean top-label confidence per bin (the diagonal is
+    perfect calibration; below it, over-confident), the ECE in the legend; the unscaled
+    probabilities too when given; below, the number of clips per bin."""
+    fig = Figure(figsize=(6.0, 7.0), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    width = 1.0 / n_bins
+    top.plot([0, 1], [0, 1], color="0.5", lw=1, ls="--", label="perfectly calibrated")
+    series: list[tuple[str, str, str, np.ndarray, str | None]] = [
+        ("tab:blue", "o", "-", y_prob, None)
+    ]
+    if unscaled is not None:
+        series = [
+            ("tab:orange", "s", ":", unscaled, "before temperature scaling"),
+            ("tab:blue", "o", "-", y_prob, "after temperature scaling"),
+        ]
+    bar = width / len(series)  # side by side within each bin
+    for j, (color, marker, style, prob, name) in enumerate(series):
+        table = reliability_bins(y_true, prob, n_bins)
+        ece = expected_calibration_error(y_true, prob, n_bins)
+        top.plot(
+            [b.confidence for b in table],
+            [b.accuracy for b in table],
+            color=color,
+            marker=marker,
+            ls=style,
+            lw=2,
+            ms=5,
+            label=f"{name}: ECE {ece:.3f}" if name else f"ECE {ece:.3f}",
+        )
+        counts = np.zeros(n_bins)
+        for b in table:
+            counts[b.bin] = b.count
+        bottom.bar(edges[:-1] + j * bar, counts, width=bar, align="edge", color=color)
+    top.set(xlim=(0, 1), ylim=(0, 1.01))
+    top.set_ylabel("accuracy (top label right)")
+    top.set_title(f"{model}: reliability, top-label confidence\n(n = {len(y_true)}, {n_bins} bins)")
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", frameon=True)
+    bottom.set_xlabel("confidence (highest probability)")
+    bottom.set_ylabel("clips")
+    bottom.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+    bottom.grid(alpha=0.3)
     return fig
 
 

@@ -2,10 +2,19 @@
 
 Inputs are files, folders (searched recursively) or URLs of any site yt-dlp supports (downloaded
 through the collect stage's :class:`~seda.stages.collect.YtdlpCollector` into a cache, so a rerun
-downloads nothing). Each file is cut into speech segments exactly as the clean stage cuts the
-training clips (16 kHz, noise reduction, VAD, clip length limits, loudness), with the settings
-saved in the model (else ``params.yaml``, else the defaults), and every segment gets the
-probability of every label. Per source, a summary gives the share of speech time per emotion.
+downloads nothing). Each file is cut into speech segments as the clean stage cuts the training
+clips (16 kHz, noise reduction, VAD, loudness), with the settings saved in the model (else
+``params.yaml``, else the defaults), and every segment gets the probability of every label. Per
+source, a summary gives the share of speech time per emotion.
+
+A segment's probabilities do not depend on the audio around it: the baseline standardises every
+segment with the statistics fixed at training time, unless ``--same-speaker`` says that all
+segments of a source are one speaker (then they are standardised together, as each training
+speaker was); neural models embed every segment on its own. Speech without a pause that is
+longer than the window (``--window``, by default the longest training clip) is not cut into
+pieces that mix emotions: windows overlapping by half are predicted, and every half-window step
+gets the mean probabilities of the windows covering it, so a change of emotion is located to
+within one window.
 
 A file that cannot be used is reported and skipped; the exit status is non-zero only when
 nothing at all could be predicted.
@@ -14,7 +23,7 @@ nothing at all could be predicted.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import logging
 import math
 import sys
@@ -39,6 +48,7 @@ from seda.segment.clips import (
     clean_file,
     validate_clean,
 )
+from seda.segment.loudness import LoudnessSettings, normalise_loudness
 from seda.segment.vad import VadSettings, validate_vad
 
 log = logging.getLogger(__name__)
@@ -56,7 +66,7 @@ AUDIO_EXTENSIONS = frozenset(
 )
 BEST = "best"
 # Whole sources are buffered until this much speech is pending, then predicted in one call
-# (so that many short files still fill the model's batches).
+# (bounded memory; a segment's result does not depend on what else is in the call).
 FLUSH_SECONDS = 600.0
 ENVELOPE_BINS = 2400
 TABLE_ROWS = 40
@@ -96,6 +106,21 @@ class SegmentTask:
     clean: CleanSettings
     vad: VadSettings
     envelope_bins: int = 0
+    # Seconds; speech regions longer than this are predicted in overlapping windows.
+    window: float = 8.0
+
+
+@dataclass
+class Span:
+    """One speech region: the ``windows`` the model sees and the ``steps`` (start, end in
+    seconds) reported. A region no longer than the window is one window and one step; a longer
+    one has ``n`` steps of at most half a window and ``n - 1`` windows, window ``k`` covering
+    steps ``k`` and ``k + 1``."""
+
+    start: float
+    end: float
+    steps: list[tuple[float, float]]
+    windows: list[np.ndarray]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,14 +234,14 @@ def pick_model(name: str, models_dir: Path = MODELS_DIR, metrics_dir: Path = MET
         return name
     if not have:
         raise ConfigError(f"no trained model in {models_dir}/: run `dvc repro` first")
+    from seda.metrics import HeadlineMetrics
+
     scores: dict[str, float] = {}
     for m in have:
         try:
-            uar = json.loads((metrics_dir / f"{m}.json").read_text(encoding="utf-8")).get("uar")
-        except (OSError, ValueError):
+            scores[m] = HeadlineMetrics.read(metrics_dir / f"{m}.json").uar
+        except (OSError, ValueError):  # not evaluated, or not a headline metrics file
             continue
-        if isinstance(uar, int | float) and math.isfinite(uar):
-            scores[m] = float(uar)
     if not scores:
         if len(have) == 1:
             return have[0]
@@ -230,22 +255,67 @@ def pick_model(name: str, models_dir: Path = MODELS_DIR, metrics_dir: Path = MET
 # Segmentation (worker) and prediction
 
 
+def window_steps(n: int, window: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(steps, windows) as sample ranges of a region of ``n`` samples: one of each when
+    ``n <= window``; else ``m = ceil(2 n / window)`` equal steps tiling the region and ``m - 1``
+    windows of two steps each (hop = half a window, window length at most ``window``)."""
+    if n <= window:
+        return [(0, n)], [(0, n)]
+    m = math.ceil(2 * n / window)
+    bounds = [round(k * n / m) for k in range(m + 1)]
+    steps = [(bounds[k], bounds[k + 1]) for k in range(m)]
+    return steps, [(bounds[k], bounds[k + 2]) for k in range(m - 1)]
+
+
+def smooth_windows(proba: np.ndarray, n_steps: int) -> np.ndarray:
+    """(n_steps, k) probabilities of the steps of :func:`window_steps`: the mean of the windows
+    covering each step (windows without features, NaN rows, left out; NaN where none is left)."""
+    if len(proba) == n_steps:  # one window, one step
+        return proba
+    out = np.full((n_steps, proba.shape[1]), np.nan)
+    for k in range(n_steps):
+        cover = proba[max(0, k - 1) : min(k, len(proba) - 1) + 1]
+        cover = cover[np.all(np.isfinite(cover), axis=1)]
+        if len(cover):
+            out[k] = cover.mean(axis=0)
+    return out
+
+
 def segment_file(task: SegmentTask) -> dict[str, Any]:
-    """Worker: the speech clips of one file as the clean stage makes them (+ its envelope)."""
+    """Worker: the speech regions of one file (+ its envelope), found as the clean stage finds
+    them, each with the windows to predict (see :class:`Span`)."""
     info = audio_info(task.path)
-    clips: list[tuple[float, float, np.ndarray]] = []
+    clean = task.clean
+    sr = clean.sample_rate
+    # Long regions come out whole (the clean stage would cut them at max_seconds) and are
+    # windowed here; loudness is then normalised per window, as per training clip.
+    whole = dataclasses.replace(
+        clean,
+        clips=dataclasses.replace(clean.clips, max_seconds=clean.block_seconds / 2),
+        loudness=LoudnessSettings(method="none"),
+    )
+    window = int(task.window * sr)  # as the clean stage's max_seconds in samples
+    spans: list[Span] = []
     skipped: list[dict[str, Any]] = []
-    for out in clean_file(task.path, task.clean, task.vad, info):
+    for out in clean_file(task.path, whole, task.vad, info):
         if isinstance(out, ClipReject):
             skipped.append(
                 {"start": round(out.start, 3), "end": round(out.end, 3), "reason": out.reason}
             )
         elif isinstance(out, Clip):
-            clips.append((out.start, out.end, out.audio))
+            steps, windows = window_steps(out.audio.size, window)
+            spans.append(
+                Span(
+                    out.start,
+                    out.end,
+                    [(out.start + a / sr, out.start + b / sr) for a, b in steps],
+                    [normalise_loudness(out.audio[a:b], sr, clean.loudness) for a, b in windows],
+                )
+            )
     envelope = None
     if task.envelope_bins:
         envelope = waveform_envelope(task.path, info.duration, task.envelope_bins)
-    return {"duration": info.duration, "clips": clips, "skipped": skipped, "envelope": envelope}
+    return {"duration": info.duration, "spans": spans, "skipped": skipped, "envelope": envelope}
 
 
 def waveform_envelope(path: str | Path, duration: float, bins: int, sr: int = 8000) -> np.ndarray:
@@ -273,11 +343,19 @@ def predict_sources(
     workers: int | None = 1,
     envelope: bool = False,
     flush_seconds: float = FLUSH_SECONDS,
+    window: float | None = None,
+    same_speaker: bool = False,
 ) -> tuple[list[SourceResult], list[Failure]]:
-    """Segment every source (worker processes, progress bar) and predict its segments in
-    batches; a bad source becomes a :class:`Failure`, the others go on."""
+    """Segment every source (worker processes, progress bar) and predict its segments; a bad
+    source becomes a :class:`Failure`, the others go on.
+
+    ``window``: seconds of the overlapping windows of long pause-free speech (default: the
+    longest clip, ``clean.clips.max_seconds``). ``same_speaker``: all segments of one source
+    are one speaker (the baseline standardises them together); else each segment is
+    standardised with the statistics fixed at training time."""
+    window = check_window(clean, window)
     tasks = [
-        SegmentTask(i, s.path, clean, vad, ENVELOPE_BINS if envelope else 0)
+        SegmentTask(i, s.path, clean, vad, ENVELOPE_BINS if envelope else 0, window)
         for i, s in enumerate(sources)
     ]
     results: dict[int, SourceResult] = {}
@@ -288,7 +366,7 @@ def predict_sources(
     def flush() -> None:
         nonlocal pending_seconds
         if pending:
-            _predict_pending(pending, sources, model, clean.sample_rate, results)
+            _predict_pending(pending, sources, model, clean.sample_rate, results, same_speaker)
         pending.clear()
         pending_seconds = 0.0
 
@@ -305,7 +383,7 @@ def predict_sources(
             log.warning("predict: skipped %s: %s", sources[i].name, outcome.error)
             continue
         pending.append((i, outcome.result))
-        pending_seconds += sum(end - start for start, end, _ in outcome.result["clips"])
+        pending_seconds += sum(span.end - span.start for span in outcome.result["spans"])
         if pending_seconds >= flush_seconds:
             flush()
     flush()
@@ -319,18 +397,19 @@ def _predict_pending(
     model: LoadedModel,
     clip_sr: int,
     results: dict[int, SourceResult],
+    same_speaker: bool = False,
 ) -> None:
     import soxr
 
-    waves, groups, owners = [], [], []
+    waves, groups = [], []
     for i, seg in pending:
-        for start, end, audio in seg["clips"]:
-            if clip_sr != model.sample_rate:
-                audio = soxr.resample(audio, clip_sr, model.sample_rate).astype(np.float32)
-            waves.append(audio)
-            groups.append(f"source-{i}")
-            owners.append((i, start, end))
-    proba = model.predict_proba(waves, groups)
+        for span in seg["spans"]:
+            for audio in span.windows:
+                if clip_sr != model.sample_rate:
+                    audio = soxr.resample(audio, clip_sr, model.sample_rate).astype(np.float32)
+                waves.append(audio)
+                groups.append(f"source-{i}")
+    proba = model.predict_proba(waves, groups if same_speaker else None)
     for i, seg in pending:
         s = sources[i]
         results[i] = SourceResult(
@@ -342,24 +421,47 @@ def _predict_pending(
             list(seg["skipped"]),
             seg["envelope"],
         )
-    for (i, start, end), p in zip(owners, proba, strict=True):
-        if not np.all(np.isfinite(p)):
-            results[i].skipped.append(
-                {"start": round(start, 3), "end": round(end, 3), "reason": "no features"}
-            )
-            continue
-        k = int(np.argmax(p))
-        results[i].segments.append(
-            {
-                "start": round(start, 3),
-                "end": round(end, 3),
-                "label": model.labels[k],
-                "probability": float(p[k]),
-                "probs": {lab: float(v) for lab, v in zip(model.labels, p, strict=True)},
-            }
-        )
-    for i, _ in pending:
+    row = 0
+    for i, seg in pending:
+        for span in seg["spans"]:
+            n = len(span.windows)
+            steps = smooth_windows(proba[row : row + n], len(span.steps))
+            row += n
+            for (start, end), p in zip(span.steps, steps, strict=True):
+                _add_segment(results[i], start, end, p, model.labels)
         results[i].skipped.sort(key=lambda r: r["start"])
+    assert row == len(proba)
+
+
+def _add_segment(
+    result: SourceResult, start: float, end: float, p: np.ndarray, labels: Sequence[str]
+) -> None:
+    span = {"start": round(start, 3), "end": round(end, 3)}
+    if not np.all(np.isfinite(p)):
+        result.skipped.append({**span, "reason": "no features"})
+        return
+    k = int(np.argmax(p))
+    result.segments.append(
+        {
+            **span,
+            "label": labels[k],
+            "probability": float(p[k]),
+            "probs": {lab: float(v) for lab, v in zip(labels, p, strict=True)},
+        }
+    )
+
+
+def check_window(clean: CleanSettings, window: float | None) -> float:
+    """The window in seconds (default ``clean.clips.max_seconds``), or :class:`ConfigError`."""
+    if window is None:
+        return float(clean.clips.max_seconds)
+    if not clean.clips.min_seconds <= window <= clean.block_seconds / 2:
+        raise ConfigError(
+            f"--window {window:g}: use {clean.clips.min_seconds:g} to "
+            f"{clean.block_seconds / 2:g} seconds (the training clips were at most "
+            f"{clean.clips.max_seconds:g} s)"
+        )
+    return float(window)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,8 +527,10 @@ def write_results(
     failures: Sequence[Failure],
     model: LoadedModel,
     audio_origin: str,
+    how: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """``.csv``: one row per segment (+ ``<stem>_summary.csv`` per source); ``.json``: all."""
+    """``.csv``: one row per segment (+ ``<stem>_summary.csv`` per source); ``.json``: all,
+    with ``how`` (window, standardisation) as written by :func:`run`."""
     labels = model.labels
     if path.suffix.lower() == ".csv":
         columns = ["source", "start", "end", "duration", "label", "probability"]
@@ -444,6 +548,7 @@ def write_results(
             "mode": model.mode,
             "labels": labels,
             "audio_settings": audio_origin,
+            **(how or {}),
             "sources": [
                 {
                     "source": r.source,
@@ -651,7 +756,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", type=Path, help="timeline picture (.png)")
     parser.add_argument("--workers", type=int, default=None, help="segmentation processes")
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="URL downloads")
-    parser.add_argument("--batch-seconds", type=float, default=None, help="audio per batch")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="speech without a pause longer than this is predicted in windows overlapping by "
+        "half, smoothed over time, one row per half window (default: the longest training "
+        "clip, clean.clips.max_seconds)",
+    )
+    parser.add_argument(
+        "--same-speaker",
+        action="store_true",
+        help="all segments of one source are one speaker: the baseline standardises its "
+        "features over each source, as it did per speaker in training (default: with the "
+        "statistics fixed at training time, so that a segment's result never depends on the "
+        "rest of the file)",
+    )
     parser.add_argument("--params", type=Path, default=PARAMS_FILE)
     return parser
 
@@ -666,21 +787,32 @@ def run(
         raise ConfigError(f"--plot {args.plot}: use a .png file name")
     name = pick_model(args.model, args.models_dir)
     model = load_model(args.models_dir / name)
-    if args.batch_seconds is not None and hasattr(model.impl, "batch_seconds"):
-        model.impl.batch_seconds = float(args.batch_seconds)
     clean, vad, origin = audio_settings(model, args.params)
+    window = check_window(clean, args.window)
     log.info("predict: model %s (%s), clean/VAD settings from %s", name, model.mode, origin)
     sources, failures = resolve_inputs(args.inputs, args.cache_dir)
     workers = args.workers
     if workers is None:
         workers = (load_params(args.params).get("workers") if args.params.is_file() else 0) or 0
     results, failed = predict_sources(
-        sources, model, clean, vad, workers=workers, envelope=args.plot is not None
+        sources,
+        model,
+        clean,
+        vad,
+        workers=workers,
+        envelope=args.plot is not None,
+        window=window,
+        same_speaker=args.same_speaker,
     )
     failures = failures + failed
     report(results, failures, model.labels, name)
+    standardisation = "per source (--same-speaker)" if args.same_speaker else "training statistics"
+    how = {
+        "window_seconds": window,
+        "standardisation": standardisation if model.mode == "baseline" else "none",
+    }
     if args.out is not None:
-        for p in write_results(args.out, results, failures, model, origin):
+        for p in write_results(args.out, results, failures, model, origin, how):
             log.info("predict: wrote %s", p)
     if args.plot is not None:
         for p in plot_timeline(results, model.labels, args.plot, name):

@@ -37,6 +37,7 @@ LAYOUT = {
     "features": "data/features/{name}",
     "model": "models/{name}",
     "metrics": "reports/metrics/{name}.json",
+    "details": "reports/details/{name}.json",
     "plots": "reports/plots/{name}",
 }
 
@@ -58,7 +59,7 @@ def run_model(params: dict[str, Any], name: str) -> dict[str, Any]:
     from seda.records import SplitRow, read_records
 
     where = {key: Path(value.format(name=name)) for key, value in LAYOUT.items()}
-    outputs = TrainOutputs(where["model"], where["metrics"], where["plots"])
+    outputs = TrainOutputs(where["model"], where["metrics"], where["details"], where["plots"])
     evaluation = build(EvalSettings, params.get("eval"), "eval")
     seed = int(params.get("seed", 0))
     audio = {"clean": params.get("clean"), "vad": params.get("vad")}

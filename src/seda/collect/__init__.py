@@ -14,6 +14,9 @@ with its kind, transient or permanent). Every path written is relative and POSIX
 reasons are normalised (:mod:`seda.collect.failures`), so the same inputs give the same bytes in
 any clone. :func:`index_corpus` (:mod:`seda.collect.index`) lists what a dataset reads without
 opening anything, odd entries (loops, dangling links, pipes, sockets, devices) flagged.
+
+A full disk, a quota, or a read-only or forbidden cache or output folder is never an item's
+failure: it stops the stage as an ``OSError`` naming the path (:mod:`seda.collect.environment`).
 """
 
 from seda.collect.dataset import (

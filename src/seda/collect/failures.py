@@ -8,6 +8,10 @@ Every row has a ``kind``: ``transient`` (network trouble, throttling, a server e
 a later run tries again) or ``permanent`` (the item itself: gone, private, geo-blocked, not
 audio, an odd corpus entry, a bad sources row; a download is not tried again until its input
 changes or ``--retry-failed`` asks).
+
+Only an item's own content, or the remote's answer about it, makes a row: a full disk, a quota, or
+a read-only or forbidden cache or output folder stops the stage instead
+(:mod:`seda.collect.environment`), so that nothing wrong is recorded as the dataset.
 """
 
 from __future__ import annotations

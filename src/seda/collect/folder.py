@@ -12,13 +12,13 @@ suffix. Manifest paths keep the root as written (``../shared/data/...``).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from seda.audio import AudioError, FfmpegMissingError, audio_info
+from seda.collect.environment import read_json
 from seda.collect.failures import PERMANENT, Collected, FailureLog
 from seda.collect.index import Entry, scan_tree
 from seda.collect.sources import UNKNOWN_SPEAKER, CollectError, canonical_label, plain_slug
@@ -201,10 +201,7 @@ def _probe_cached(
     entries: list[Entry], cache_file: Path, workers: int | None
 ) -> dict[str, dict[str, Any] | str]:
     """sha256 + duration per file, reusing entries whose (path, size, mtime) did not change."""
-    try:
-        cached = json.loads(cache_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        cached = {}
+    cached = read_json(cache_file) or {}
     results: dict[str, dict[str, Any] | str] = {}
     fresh: dict[str, Any] = {}
     stamps = {str(e.path): [e.size, e.mtime_ns] for e in entries}

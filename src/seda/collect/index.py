@@ -16,13 +16,13 @@ entries of a dataset).
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seda.collect.environment import read_json
 from seda.io import rel_to_cwd, sha256_file, write_json_atomic
 
 OK = "ok"
@@ -151,7 +151,7 @@ def index_rows(entries: list[Entry], cache_file: Path | None = None) -> list[Ind
     reads only new and changed files. The rows hold no time: the same corpus gives the same
     index in every clone (mtimes differ there), and touching a file changes nothing.
     """
-    cached = _read_json(cache_file) if cache_file is not None else {}
+    cached = (read_json(cache_file) or {}) if cache_file is not None else {}
     fresh: dict[str, Any] = {}
     rows: dict[str, IndexRow] = {}
     for e in entries:
@@ -174,11 +174,3 @@ def index_rows(entries: list[Entry], cache_file: Path | None = None) -> list[Ind
     if cache_file is not None and fresh != cached:
         write_json_atomic(cache_file, fresh)
     return [rows[p] for p in sorted(rows)]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}

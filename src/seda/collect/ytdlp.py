@@ -19,22 +19,37 @@ after a failure. A video that cannot be had becomes a failure row with yt-dlp's 
 kind (:mod:`seda.collect.failures`); a single-video url whose failure is permanent (404, 410,
 private, removed, geo-blocked, unsupported url, not audio) is remembered in the cache and not
 tried again, without any request, until ``retry_failed`` (``--retry-failed``) asks.
+
+A full disk, a quota, or a read-only or forbidden cache or output folder is no failure of an item
+(:mod:`seda.collect.environment`): whether yt-dlp, ffmpeg or this module meets it, it stops the
+stage as an :class:`OSError` naming the path, with no failure row, retry or memory of it; and a
+WAV that ffmpeg could not finish is never taken for a download.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import io
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from seda.audio import AudioError, audio_info, find_ffmpeg, load_audio, write_wav
+import numpy as np
+import soundfile as sf
+
+from seda.audio import AudioError, audio_info, find_ffmpeg, load_audio
 from seda.cache import link_or_copy
 from seda.collect.deadline import Deadline, DeadlineExceeded, retry_after_seconds
+from seda.collect.environment import (
+    EnvironmentStop,
+    check_wav_finished,
+    environment_error,
+    read_json,
+)
 from seda.collect.failures import PERMANENT, TRANSIENT, Collected, FailureLog
 from seda.collect.sources import (
     UNKNOWN_SPEAKER,
@@ -48,12 +63,14 @@ from seda.collect.sources import (
 )
 from seda.errors import ConfigError, InputMissingError
 from seda.io import (
+    atomic_path,
     normalise_reason,
     rel_to_cwd,
     sha256_file,
     write_json_atomic,
     write_text_atomic,
 )
+from seda.parallel import is_environment_error
 from seda.records import ItemRow
 
 log = logging.getLogger(__name__)
@@ -138,10 +155,12 @@ def validate_ytdlp(s: YtdlpSettings) -> None:
 
 
 class _YtdlpLog:
-    """yt-dlp logger: screen chatter to debug, warnings to warning, errors collected as reasons."""
+    """yt-dlp logger: screen chatter to debug, warnings to warning, errors collected as reasons;
+    an error of the machine (``environment``) stops yt-dlp there (:class:`EnvironmentStop`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, environment: Callable[[str], OSError | None] = lambda _: None) -> None:
         self.errors: list[str] = []
+        self.environment = environment
 
     def debug(self, msg: str) -> None:
         log.debug("yt-dlp: %s", msg)
@@ -155,6 +174,9 @@ class _YtdlpLog:
     def error(self, msg: str) -> None:
         self.errors.append(" ".join(msg.split()))
         log.debug("yt-dlp: %s", msg)
+        err = self.environment(msg)
+        if err is not None:
+            raise EnvironmentStop(err)
 
 
 def is_transient(reason: str) -> bool:
@@ -219,7 +241,7 @@ class YtdlpCollector:
         self.stats = {"downloaded": 0, "from_cache": 0, "rows": 0, "skipped_failed": 0}
         self._downloaded: list[dict[str, Any]] = []
         self._hits: list[str] = []
-        self._log = _YtdlpLog()
+        self._log = _YtdlpLog(self.environment_error)
         self._ydl: Any = None
         self.deadline = Deadline()
         self._row_started = 0.0
@@ -227,12 +249,20 @@ class YtdlpCollector:
 
     # -- cache bookkeeping --------------------------------------------------------------------
 
+    def environment_error(self, message: str) -> OSError | None:
+        """The machine's error a yt-dlp message reports (a path under the cache or the output
+        folder is named; the cache when the message names none), else None. A message of an
+        extractor (``[site] id: ...``) is the remote's answer about an item, whatever it says."""
+        if ERROR_ID.match(message):
+            return None
+        return environment_error(message, (self.cache, self.out_dir), self.cache)
+
     def _meta_path(self, archive_key: str) -> Path:
         return self.cache / "items" / f"{slug_id(archive_key.replace(' ', '-'))}.json"
 
     def load_meta(self, archive_key: str) -> dict[str, Any] | None:
         """Cached metadata of a download, or None when it or its WAV is missing or stale."""
-        meta = _read_json(self._meta_path(archive_key))
+        meta = read_json(self._meta_path(archive_key))
         if meta is None or not (self.cache / meta["wav"]).is_file():
             return None
         source = file_url_path(meta.get("webpage_url", ""))
@@ -291,7 +321,7 @@ class YtdlpCollector:
         """The permanent failures of ``url`` from an earlier run, or None (try it)."""
         if self.settings.ytdlp.retry_failed:
             return None
-        record = _read_json(self._failure_record_path(url))
+        record = read_json(self._failure_record_path(url))
         if not record or record.get("source") != self._source_stamp(url):
             return None
         failures = [DownloadFailure(**f) for f in record.get("failures", [])]
@@ -338,7 +368,7 @@ class YtdlpCollector:
             "windowsfilenames": True,
             "download_archive": str(self.archive),
             "cachedir": str(self.cache / "ytdlp-cache"),
-            "postprocessors": [{"key": "FFmpegExtractAudio", "preferredcodec": "wav"}],
+            # The WAV conversion is added in _make_ydl (ffmpeg's write errors checked).
             "ffmpeg_location": find_ffmpeg(),
             # One retry policy, fetch()'s: yt-dlp's own network retries would multiply with it,
             # cannot honour Retry-After and know nothing of the url's deadline.
@@ -396,15 +426,41 @@ class YtdlpCollector:
     def _make_ydl(self) -> Any:
         import yt_dlp
         from yt_dlp.networking.exceptions import HTTPError
-        from yt_dlp.postprocessor import PostProcessor
+        from yt_dlp.postprocessor import FFmpegExtractAudioPP, PostProcessor
 
         collector = self
+
+        class ExtractWav(FFmpegExtractAudioPP):  # type: ignore[misc]
+            """yt-dlp's conversion to WAV, with ffmpeg's whole stderr read for a failed write:
+            ffmpeg 5 exits 0 when the disk fills while it finishes a file, and yt-dlp quotes
+            only the last line of a failure ("Conversion failed!")."""
+
+            _stderr = ""
+
+            def write_debug(self, text: str, *args: Any, **kwargs: Any) -> Any:
+                self._stderr = str(text)  # the last is ffmpeg's stderr when it failed
+                return super().write_debug(text, *args, **kwargs)
+
+            def real_run_ffmpeg(self, inputs: Any, outputs: Any, **kwargs: Any) -> Any:
+                out = next((str(p) for p, _ in outputs if p), str(collector.cache))
+                try:
+                    stderr = super().real_run_ffmpeg(inputs, outputs, **kwargs)
+                except Exception:
+                    collector.stop_on_environment(self._stderr, Path(out))
+                    raise
+                collector.stop_on_environment(stderr, Path(out))
+                return stderr
 
         class Recorder(PostProcessor):  # type: ignore[misc]
             """Runs once per finished download (after the move), while its info dict is at hand."""
 
             def run(self, info: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
-                collector._record_download(info)
+                try:
+                    collector._record_download(info)
+                except OSError as err:
+                    if is_environment_error(err):
+                        raise EnvironmentStop(err) from err
+                    raise
                 return [], info
 
         class CollectorYDL(yt_dlp.YoutubeDL):  # type: ignore[misc]
@@ -440,8 +496,16 @@ class YtdlpCollector:
                     collector._end_item(info_dict)
 
         ydl = CollectorYDL(self._options())
+        ydl.add_post_processor(ExtractWav(ydl, preferredcodec="wav"), when="post_process")
         ydl.add_post_processor(Recorder(), when="after_move")
         return ydl
+
+    def stop_on_environment(self, ffmpeg_stderr: str, output: Path) -> None:
+        """Stop the stage when ffmpeg's stderr reports a failed write (of ``output``)."""
+        err = environment_error(ffmpeg_stderr or "", (self.cache, self.out_dir), output)
+        if err is not None:
+            output.unlink(missing_ok=True)  # what ffmpeg left of it: give the space back
+            raise EnvironmentStop(err)
 
     def open(self) -> None:
         self.prune_archive()
@@ -461,6 +525,7 @@ class YtdlpCollector:
             where = f"[{info.get('extractor', '?')}] {info.get('id', '?')}"
             self._log.error(f"{where}: no WAV after download")
             return
+        check_wav_finished(wav)
         source = file_url_path(info.get("webpage_url", ""))
         meta = {
             "archive_key": key,
@@ -493,7 +558,7 @@ class YtdlpCollector:
         A single-video url in the cache, or one that failed permanently before, makes no request.
         """
         url = row.download_url
-        record = _read_json(self._url_record_path(url))
+        record = read_json(self._url_record_path(url))
         if record and record.get("single") and all(self.load_meta(k) for k in record["keys"]):
             self.stats["from_cache"] += len(record["keys"])
             return Fetched(list(record["keys"]), [])
@@ -576,6 +641,14 @@ class YtdlpCollector:
         return wait
 
     def _extract(self, url: str) -> dict[str, Any] | None:
+        """yt-dlp's result for ``url`` (None after a failure, whose reasons are in the log); an
+        error of the machine met anywhere on the way is raised as :class:`OSError`."""
+        try:
+            return self._extract_info(url)
+        except EnvironmentStop as stop:
+            raise stop.error from None
+
+    def _extract_info(self, url: str) -> dict[str, Any] | None:
         from yt_dlp.utils import DownloadError
 
         # Only the generic extractor takes file:// URLs; naming it skips matching ~2000 others.
@@ -592,6 +665,8 @@ class YtdlpCollector:
         except DownloadError as err:
             self._log.error(str(err))
         except Exception as err:
+            if is_environment_error(err):
+                raise
             log.exception("yt-dlp failed on %s", url)
             self._log.error(f"unexpected {type(err).__name__}: {err}")
         return None
@@ -609,7 +684,7 @@ class YtdlpCollector:
             wav, sha = self._section(wav, sha, manifest_id, row.start or 0.0, row.end)
         info = audio_info(wav)
         dst = self.out_dir / "audio" / f"{manifest_id}.wav"
-        link_or_copy(wav, dst)
+        _place(wav, dst)
         return ItemRow(
             id=manifest_id,
             path=rel_to_cwd(dst),
@@ -634,28 +709,38 @@ class YtdlpCollector:
         """Cut [start, end) out of a download once; cached by the download's sha256."""
         out = self.cache / "sections" / f"{manifest_id}.wav"
         stamp = out.with_suffix(".json")
-        try:
-            done = json.loads(stamp.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            done = None
+        done = read_json(stamp)
         if done and done.get("source_sha256") == sha and out.is_file():
             return out, done["sha256"]
         y, sr = load_audio(wav, start=start, end=end)
         if y.size == 0:
             total = audio_info(wav).duration
             raise AudioError(f"section {start:g}-{end or total:g} s is empty ({total:.1f} s item)")
-        write_wav(out, y, sr)
-        digest = sha256_file(out)
+        digest = _write_wav(out, y, sr)
         write_json_atomic(stamp, {"source_sha256": sha, "sha256": digest})
         return out, digest
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _write_wav(path: Path, y: np.ndarray, sr: int) -> str:
+    """PCM16 WAV written atomically with plain file I/O, so that a full disk raises OSError with
+    its errno and path (libsndfile says only "System error."); returns its sha256."""
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(y, dtype=np.float32), sr, subtype="PCM_16", format="WAV")
+    data = buf.getvalue()
+    with atomic_path(path, suffix=".tmp.wav") as tmp:
+        tmp.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Hard-link (or copy) a cached WAV into the output; a failed write names ``dst``."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+        link_or_copy(src, dst)
+    except OSError as err:
+        dst.with_name(f".{dst.name}.tmp").unlink(missing_ok=True)
+        if not is_environment_error(err):
+            raise
+        raise OSError(err.errno, err.strerror, str(dst)) from err
 
 
 def _in_playlist(info: dict[str, Any]) -> bool:

@@ -54,7 +54,10 @@ class BaselineLearner:
     def save(self, out_dir: Path) -> dict[str, Any]:
         assert self.model is not None
         self.model.save(out_dir / "baseline.safetensors")
-        return {"classifier": self.settings.classifier, "best_params": self.model.best_params}
+        # the classifier(s) chosen ("svm", or "svm+logreg" for a fused pair), details in
+        # best_params: feature subset, C, gamma and inner-CV UAR of each
+        classifier = "+".join(m["classifier"] for m in self.model.members)
+        return {"classifier": classifier, "best_params": self.model.best_params}
 
 
 def train_baseline(

@@ -6,8 +6,10 @@ format or version, a missing key, a value of the wrong type or out of range (lab
 canonical names, a sample rate that is not a rate, a number that is not finite), before a weight
 is read.
 The card says everything a loader needs to rebuild the model without the training data: labels,
-the backbone reference, pooling, head shape, input preprocessing, and the clean/VAD settings the
-training clips were made with (so that prediction cuts new audio the same way).
+the backbone reference, pooling, head shape, input preprocessing, the temperature that scales the
+head's logits (fitted on the validation split, so that a confidence of 0.8 means about 80%), and
+the clean/VAD settings the training clips were made with (so that prediction cuts new audio the
+same way).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from seda.records import ID_PATTERN
 # The card names its format so that a loader can refuse folders it does not understand; bump the
 # version when the folder's layout or the card's fields change.
 MODEL_FORMAT = "seda-model"
-MODEL_FORMAT_VERSION = 2
+MODEL_FORMAT_VERSION = 3  # 3: probe and finetune cards carry their temperature
 MODES = ("probe", "finetune", "baseline")
 
 
@@ -131,6 +133,8 @@ class ModelCard:
     n_layers: int | None = None
     dim: int | None = None
     finetuned_backbone: str | None = None  # finetune: the folder of the tuned backbone
+    # probe and finetune: probabilities are softmax(logits / temperature), T fitted on val
+    temperature: float | None = None
     # baseline
     classifier: str | None = None
     best_params: dict[str, Any] | None = None
@@ -164,6 +168,12 @@ class ModelCard:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ModelFormatError(f"{name} must be a positive integer, got {value}")
+        if self.temperature is not None and not (
+            math.isfinite(self.temperature) and self.temperature > 0
+        ):
+            raise ModelFormatError(
+                f"temperature must be a positive finite number, got {self.temperature}"
+            )
         if (
             self.layer_weights is not None
             and self.n_layers is not None
@@ -243,11 +253,21 @@ class ModelCard:
 
 
 _MODE_FIELDS: dict[str, tuple[str, ...]] = {
-    "probe": ("layer_weights", "n_layers", "dim", "pooling", "head", "backbone", "preprocessing"),
+    "probe": (
+        "layer_weights",
+        "n_layers",
+        "dim",
+        "temperature",
+        "pooling",
+        "head",
+        "backbone",
+        "preprocessing",
+    ),
     "finetune": (
         "layer_weights",
         "n_layers",
         "dim",
+        "temperature",
         "pooling",
         "head",
         "backbone",

@@ -12,6 +12,8 @@ infinite values (a model that diverged in training would predict nothing, silent
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,10 +72,14 @@ class LoadedModel:
         self, waves: Sequence[np.ndarray], groups: Sequence[str] | None = None
     ) -> np.ndarray:
         """(n, n_labels) probabilities of mono clips at ``sample_rate``, columns in ``labels``
-        order.
+        order. A clip's probabilities never depend on the other clips unless ``groups`` says so.
 
-        ``groups`` (speaker or source of each clip) matter to the baseline only: its features
-        are standardised within each group, as in training.
+        ``groups`` (the speaker of each clip) matter to a baseline that standardises per speaker
+        only. ``None``: every clip is standardised with the statistics fixed at training time
+        (the pooled training mean and std), so that an utterance gets the same probabilities
+        whatever else is predicted with it. Given: each group's clips are standardised together,
+        as each speaker was in training (groups smaller than ``min_speaker_clips`` with the
+        training statistics). Neural models embed every clip on its own (no padding, no batch).
         """
         if not waves:
             return np.zeros((0, len(self.labels)))
@@ -111,7 +117,7 @@ class _BaselineImpl:
 
         from seda.models.baseline import BaselineModel
 
-        path = _safetensors(model_dir / "baseline.safetensors")
+        path = self.path = _safetensors(model_dir / "baseline.safetensors")
         try:
             self.model = BaselineModel.load(path)
         except (SafetensorError, KeyError, TypeError, ValueError) as err:
@@ -127,6 +133,27 @@ class _BaselineImpl:
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 1):
             raise ModelFormatError(f"{path}: the sample rate {rate!r} is not a rate in Hz")
         self.sample_rate = int(rate or 16000)
+        # The same classifier without its per-speaker step, for rows standardised beforehand.
+        self.scorer = copy.copy(self.model)
+        self.scorer.settings = dataclasses.replace(self.model.settings, speaker_standardise=False)
+
+    def _with_training_statistics(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities of rows each standardised on its own with the pooled training mean
+        and std (what training gives a speaker with too few clips): no row depends on another."""
+        from seda.models.baseline import per_speaker_standardise
+
+        if not self.model.settings.speaker_standardise:
+            return self.model.predict_proba(X)
+        pooled = self.model.pooled
+        if pooled is None:
+            raise ModelFormatError(
+                f"{self.path}: the training statistics (pooled.mean, pooled.std) are missing: "
+                "retrain the model, or say which clips share a speaker (seda predict "
+                "--same-speaker)"
+            )
+        # Every row its own group below min_clips: every row gets the fallback statistics.
+        Z = per_speaker_standardise(X, range(len(X)), min_clips=2, fallback=pooled)
+        return self.scorer.predict_proba(Z)
 
     def predict_proba(self, waves: list[np.ndarray], groups: Sequence[str] | None) -> np.ndarray:
         from seda.audio import AudioError
@@ -144,10 +171,12 @@ class _BaselineImpl:
         out = np.full((len(waves), len(self.labels)), np.nan)
         if not ok:
             return out
-        speakers = list(groups) if groups is not None else ["all"] * len(waves)
-        proba = self.model.predict_proba(
-            np.stack([feats[i] for i in ok]), [speakers[i] for i in ok]
-        )
+        X = np.stack([feats[i] for i in ok])
+        if groups is None:
+            proba = self._with_training_statistics(X)
+        else:
+            speakers = list(groups)
+            proba = self.model.predict_proba(X, [speakers[i] for i in ok])
         out[ok] = 0.0
         for j, label in enumerate(self.model.labels):
             out[ok, self.labels.index(label)] = proba[:, j]
@@ -163,6 +192,7 @@ class _NeuralImpl:
         from safetensors.torch import load_file
 
         from seda.backbones import Preprocessing, min_samples, pick_device
+        from seda.models.determinism import deterministic_torch
         from seda.models.head import LayerWeightedHead
 
         assert card.preprocessing is not None and card.head is not None
@@ -196,14 +226,13 @@ class _NeuralImpl:
             head.load_state_dict(state, strict=True)
         except RuntimeError as err:  # _check_head has compared every shape: not expected
             raise ModelFormatError(f"{head_path} does not fit the head") from err
+        deterministic_torch()
         self.device = pick_device()
         self.head = head.to(self.device).eval()
         self.backbone = self.backbone.to(self.device).eval()
         self.shortest = min_samples(self.backbone)
         # Probe heads were trained on features stored as float16: round the same way.
         self.round_fp16 = card.mode == "probe"
-        self.batch_seconds = 64.0
-        self.max_batch_size = 16
         self._torch = torch
 
     def _backbone(self, model_dir: Path, card: ModelCard) -> Any:
@@ -228,25 +257,25 @@ class _NeuralImpl:
         return model
 
     def predict_proba(self, waves: list[np.ndarray], groups: Sequence[str] | None) -> np.ndarray:
-        from seda.features.ssl import embed_batch, length_batches
+        """One clip per forward pass: padding (which a model without an attention mask sees)
+        and the batch's make-up (which changes the kernels' summation order, visibly under
+        bf16 autocast) would make a clip's probabilities depend on the clips beside it."""
+        from seda.features.ssl import embed_batch
+        from seda.metrics import softmax
 
         torch = self._torch
-        waves = [
-            w if len(w) >= self.shortest else np.pad(w, (0, self.shortest - len(w))) for w in waves
-        ]
         out = np.zeros((len(waves), len(self.card.labels)))
-        batches = length_batches(
-            [len(w) for w in waves], int(self.batch_seconds * self.sample_rate), self.max_batch_size
-        )
-        for batch in batches:
-            pooled = embed_batch(
-                self.backbone, self.prep, [waves[i] for i in batch], self.pooling, self.device
-            )
+        for i, w in enumerate(waves):
+            if len(w) < self.shortest:
+                w = np.pad(w, (0, self.shortest - len(w)))
+            pooled = embed_batch(self.backbone, self.prep, [w], self.pooling, self.device)
             if self.round_fp16:
                 pooled = pooled.half().float()
             with torch.inference_mode():
                 logits = self.head(pooled.to(self.device)).float()
-            out[batch] = torch.softmax(logits, dim=1).cpu().numpy()
+            # Scaled by the temperature fitted on the validation split (model.json), as in the
+            # evaluation of the train stage: softmax(logits / T) in float64.
+            out[i] = softmax(logits.cpu().numpy(), self.card.temperature or 1.0)[0]
         return out
 
 
@@ -297,7 +326,8 @@ def _check_head(path: Path, state: Mapping[str, Any], head: Any, card: ModelCard
 
 
 def _check_baseline_arrays(path: Path, model: Any) -> None:
-    """The baseline's arrays are finite and of shapes that fit together and its labels."""
+    """The baseline's arrays hold finite numbers (their shapes are checked by
+    :meth:`~seda.models.baseline.BaselineModel.load`)."""
     arrays: Mapping[str, np.ndarray] = model.arrays
     for key, value in arrays.items():
         if value.dtype.kind not in "fiu":
@@ -305,33 +335,6 @@ def _check_baseline_arrays(path: Path, model: Any) -> None:
         if not np.isfinite(value).all():
             raise ModelFormatError(
                 f"{path}: {key} holds NaN or infinite values (training diverged): retrain the model"
-            )
-    k = len(model.labels)
-    mean = arrays["scale.mean"]
-    d = mean.shape[0] if mean.ndim == 1 else None
-    want: dict[str, tuple[int | None, ...]] = {"scale.mean": (d,), "scale.scale": (d,)}
-    want |= {key: (d,) for key in ("pooled.mean", "pooled.std") if key in arrays}
-    if model.settings.classifier == "svm":
-        counts = arrays["svm.n_support"]
-        n_sv = int(counts.sum()) if counts.ndim == 1 and counts.dtype.kind in "iu" else None
-        platt = 1 if k == 2 else k
-        want |= {
-            "svm.n_support": (k,),
-            "svm.support_vectors": (n_sv, d),
-            "svm.dual_coef": (k - 1, n_sv),
-            "svm.intercept": (k * (k - 1) // 2,),
-            "sigmoid.a": (platt,),
-            "sigmoid.b": (platt,),
-        }
-    else:
-        rows = 1 if k == 2 else k
-        want |= {"logreg.coef": (rows, d), "logreg.intercept": (rows,)}
-    for key, shape in want.items():
-        got = tuple(arrays[key].shape)
-        if None in shape or got != shape:
-            raise ModelFormatError(
-                f"{path}: {key} has shape {got}, which does not fit {k} labels and "
-                f"{d if d is not None else 'its'} features"
             )
 
 

@@ -7,7 +7,9 @@
   frozen by default, mixed precision on CUDA, gradient accumulation).
 
 Both train with early stopping on the validation UAR, from fixed seeds with deterministic kernels
-(:mod:`seda.models.determinism`), so the same inputs give the same weights.
+(:mod:`seda.models.determinism`), so the same inputs give the same weights. Then one temperature
+is fitted on the same validation rows (:func:`seda.metrics.fit_temperature`): the probabilities
+are ``softmax(logits / T)``, in evaluation and, through the model card, in ``seda predict``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from seda.backbones import (
 )
 from seda.errors import ConfigError
 from seda.io import atomic_path
+from seda.metrics import fit_temperature, softmax
 from seda.models.card import BackboneRef, HeadShape, InputPreprocessing
 from seda.models.determinism import deterministic_torch, seed_everything, torch_threads
 from seda.models.evaluation import (
@@ -146,8 +149,8 @@ def fit_loop(
             count += len(y)
         if step % settings.grad_accum:
             _step(optimizer, scaler)
-        prob, val_loss = predict(model, val_batches, device, use_amp, y_val, weights)
-        uar = float(balanced_accuracy_score(y_val, prob.argmax(axis=1)))
+        logits, val_loss = predict(model, val_batches, device, use_amp, y_val, weights)
+        uar = float(balanced_accuracy_score(y_val, logits.argmax(axis=1)))
         history.append(
             {
                 "epoch": epoch,
@@ -186,23 +189,24 @@ def predict(
     y: np.ndarray | None = None,
     weights: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Class probabilities of every row (and the weighted loss when ``y`` is given)."""
+    """Class logits of every row as float64 (and the weighted loss when ``y`` is given)."""
     model.eval()
-    probs, losses, n = [], 0.0, 0
+    parts, losses, n = [], 0.0, 0
     with torch.inference_mode(), autocast(device, use_amp):
         for inputs, yb in batches(None):
             logits = model(*inputs).float()
-            probs.append(torch.softmax(logits, dim=1).cpu())
+            parts.append(logits.cpu())
             if y is not None:
                 yb = yb.to(device)
                 losses += float(F.cross_entropy(logits, yb, weight=weights, reduction="sum"))
                 n += len(yb)
-    prob = torch.cat(probs).numpy().astype(np.float64)
-    return prob, (losses / n if n else float("nan"))
+    out = torch.cat(parts).numpy().astype(np.float64)
+    return out, (losses / n if n else float("nan"))
 
 
 # ---------------------------------------------------------------------------------------------
-# Learners: fit(train, val) / predict_proba(rows) / save(folder) -> model card fields
+# Learners: fit(train, val) / predict_proba(rows) / save(folder) -> model card fields, and (for
+# the calibration record) predict_logits(rows) and the temperature fitted on val
 
 
 class ProbeLearner:
@@ -221,6 +225,7 @@ class ProbeLearner:
         self.y = torch.from_numpy(y.astype(np.int64))
         self.n_classes, self.settings, self.seed, self.device = n_classes, settings, seed, device
         self.head: LayerWeightedHead | None = None
+        self.temperature = 1.0
 
     def _batches(self, idx: np.ndarray) -> Batches:
         size = self.settings.batch_size
@@ -242,7 +247,7 @@ class ProbeLearner:
         ).to(self.device)
         opt = torch.optim.AdamW(self.head.parameters(), lr=s.lr, weight_decay=s.weight_decay)
         with torch_threads(PROBE_THREADS):
-            return fit_loop(
+            history = fit_loop(
                 self.head,
                 opt,
                 self._batches(train),
@@ -253,11 +258,16 @@ class ProbeLearner:
                 self.device,
                 self.seed,
             )
+        self.temperature = fit_temperature(self.predict_logits(val), self.y[val].numpy())
+        return history
 
-    def predict_proba(self, idx: np.ndarray) -> np.ndarray:
+    def predict_logits(self, idx: np.ndarray) -> np.ndarray:
         assert self.head is not None
         with torch_threads(PROBE_THREADS):
             return predict(self.head, self._batches(idx), self.device)[0]
+
+    def predict_proba(self, idx: np.ndarray) -> np.ndarray:
+        return softmax(self.predict_logits(idx), self.temperature)
 
     def save(self, out_dir: Path) -> dict[str, Any]:
         assert self.head is not None
@@ -266,6 +276,7 @@ class ProbeLearner:
             "layer_weights": self.head.layer_weights().detach().cpu().tolist(),
             "n_layers": int(self.x.shape[1]),
             "dim": int(self.x.shape[2]),
+            "temperature": self.temperature,
         }
 
 
@@ -287,6 +298,7 @@ class FinetuneLearner:
         self.settings, self.seed, self.device = settings, seed, device
         self.model: FinetuneModel | None = None
         self.prep: Preprocessing | None = None
+        self.temperature = 1.0
 
     def _batches(self, idx: np.ndarray) -> Batches:
         size = self.settings.batch_size
@@ -323,7 +335,7 @@ class FinetuneLearner:
             {"params": list(head.parameters()), "lr": s.lr},
         ]
         opt = torch.optim.AdamW(groups, weight_decay=s.weight_decay)
-        return fit_loop(
+        history = fit_loop(
             self.model,
             opt,
             self._batches(train),
@@ -334,11 +346,16 @@ class FinetuneLearner:
             self.device,
             self.seed,
         )
+        self.temperature = fit_temperature(self.predict_logits(val), self.y[val].numpy())
+        return history
 
-    def predict_proba(self, idx: np.ndarray) -> np.ndarray:
+    def predict_logits(self, idx: np.ndarray) -> np.ndarray:
         assert self.model is not None
         use_amp = self.settings.mixed_precision and self.device.type == "cuda"
         return predict(self.model, self._batches(idx), self.device, use_amp)[0]
+
+    def predict_proba(self, idx: np.ndarray) -> np.ndarray:
+        return softmax(self.predict_logits(idx), self.temperature)
 
     def save(self, out_dir: Path) -> dict[str, Any]:
         assert self.model is not None and self.prep is not None
@@ -350,6 +367,7 @@ class FinetuneLearner:
             "n_layers": cfg.num_hidden_layers + 1,
             "dim": cfg.hidden_size,
             "finetuned_backbone": "backbone",
+            "temperature": self.temperature,
             "backbone": BackboneRef.from_reference(
                 backbone_reference(self.backbone_settings, self.model.backbone)
             ),

@@ -2,7 +2,8 @@
 
 Writes ``<out>/manifest.csv`` (:class:`seda.records.ItemRow`), ``<out>/failures.csv`` and
 ``<out>/audio/`` (downloads hard-linked from ``--cache``, which DVC leaves alone, so a rerun
-downloads only what is new). The work is in :mod:`seda.collect`.
+downloads only what is new). The work is in :mod:`seda.collect`. A full disk or a write the
+machine refuses stops it with one line naming the path (exit status 1, nothing recorded).
 
     python -m seda.stages.collect --out DIR [--cache DIR] [--retry-failed]
 """

@@ -1,7 +1,9 @@
-"""Stage `compare`: one table and one chart of every model's test metrics (:mod:`seda.comparison`).
+"""Stage `compare`: every model's test results side by side (:mod:`seda.comparison`).
 
-Writes ``comparison.md``, ``comparison.png`` and ``comparison.json`` (for ``dvc metrics``) into
-``--out``. No parameters: what it shows is fixed by the metrics files.
+``python -m seda.stages.compare --details <model.json>... --predictions <predictions.csv>...
+--out <dir>``: the details files of the models and, in the same order, their test predictions
+(for the paired comparison with the best model). Writes ``comparison.md``, ``comparison.png`` and
+``comparison.json`` into ``--out``. No parameters: what it shows is fixed by its inputs.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from seda.comparison import (
+    check_inputs,
     comparison_figure,
     load_results,
-    metrics_files,
+    paired_with_best,
     render_markdown,
     summary,
 )
@@ -26,22 +29,25 @@ from seda.plots import save_figure
 log = logging.getLogger(__name__)
 
 
-def run(metrics: list[Path], out_dir: Path) -> dict[str, Any]:
+def run(details: list[Path], predictions: list[Path] | None, out_dir: Path) -> dict[str, Any]:
     """Write comparison.md/.png/.json into ``out_dir``; return the JSON summary."""
-    files = metrics_files(metrics)
-    where = ", ".join(Path(p).as_posix() for p in metrics)
-    if not files:
-        raise InputMissingError(f"no metrics file in {where}: run the train stages first")
-    results, skipped = load_results(files)
+    if not details:
+        raise InputMissingError("no details file named: run the train stages first")
+    check_inputs(details, predictions)
+    results, skipped = load_results(details, predictions)
     if not results:
+        where = ", ".join(Path(p).as_posix() for p in details)
         raise UserError(
-            f"no usable metrics file in {where} ({len(skipped)} unreadable, see the log): "
+            f"no usable details file in {where} ({len(skipped)} unreadable, see the log): "
             "run the train stages again"
         )
+    paired = paired_with_best(results) if predictions is not None else []
     png = out_dir / "comparison.png"
-    write_text_atomic(out_dir / "comparison.md", render_markdown(results, skipped, png.name))
+    write_text_atomic(
+        out_dir / "comparison.md", render_markdown(results, skipped, png.name, paired)
+    )
     save_figure(comparison_figure(results), png)
-    data = summary(results, skipped)
+    data = summary(results, skipped, paired)
     write_json_atomic(out_dir / "comparison.json", data)
     log.info(
         "compare: %d model(s), best UAR %s %.3f; wrote %s",
@@ -56,15 +62,17 @@ def run(metrics: list[Path], out_dir: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m seda.stages.compare", description=__doc__)
     parser.add_argument(
-        "--metrics",
+        "--details", type=Path, nargs="+", required=True, help="details files of the models"
+    )
+    parser.add_argument(
+        "--predictions",
         type=Path,
         nargs="+",
-        required=True,
-        help="metrics files of the models (a folder: its *.json)",
+        help="their predictions.csv files, in the same order (for the paired comparison)",
     )
     parser.add_argument("--out", type=Path, required=True, help="folder for the comparison")
     args = parser.parse_args(argv)
-    return stage_main("compare", lambda: run(args.metrics, args.out))
+    return stage_main("compare", lambda: run(args.details, args.predictions, args.out))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Stage train: fit one backbone model, evaluate it on unseen speakers and videos, write it.
 
 ``python -m seda.stages.train <model> --features <store> --splits splits.csv --model-out <dir>
---metrics <file.json> --plots <dir>``, with settings ``backbones.<model>``, ``train``, ``eval``
-and ``seed`` of params.yaml. ``train.mode``: ``probe`` trains a layer-weighted head on the stored
-features, ``finetune`` the backbone and head on the clips of splits.csv
-(:mod:`seda.models.training`). ``eval.protocol``: holdout or leave-one-group-out
-(:mod:`seda.models.evaluation`). Writes the model folder (weights + model.json), the metrics
-record and the plots (predictions.csv, roc.csv, history.csv and their PNGs).
+--metrics <file.json> --details <file.json> --plots <dir>``, with settings
+``backbones.<model>``, ``train``, ``eval`` and ``seed`` of params.yaml. ``train.mode``: ``probe``
+trains a layer-weighted head on the stored features, ``finetune`` the backbone and head on the
+clips of splits.csv (:mod:`seda.models.training`). ``eval.protocol``: holdout or
+leave-one-group-out (:mod:`seda.models.evaluation`). Writes the model folder (weights +
+model.json), the headline metrics (the DVC metric), the details (per class, fold and speaker) and
+the plots (predictions.csv, roc.csv, history.csv and their PNGs).
 """
 
 from __future__ import annotations
@@ -45,10 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", type=Path, required=True, help="its feature store (probe)")
     parser.add_argument("--splits", type=Path, required=True, help="splits.csv (finetune)")
     parser.add_argument("--model-out", type=Path, required=True, help="the model folder")
-    parser.add_argument("--metrics", type=Path, required=True, help="the metrics file (.json)")
+    parser.add_argument(
+        "--metrics", type=Path, required=True, help="the headline metrics file (.json)"
+    )
+    parser.add_argument(
+        "--details", type=Path, required=True, help="the details file (.json): all the figures"
+    )
     parser.add_argument("--plots", type=Path, required=True, help="the plots folder")
     args = parser.parse_args(argv)
-    outputs = TrainOutputs(args.model_out, args.metrics, args.plots)
+    outputs = TrainOutputs(args.model_out, args.metrics, args.details, args.plots)
     return stage_main(
         "train",
         lambda: run(

@@ -1,8 +1,8 @@
 """Stage train_baseline: fit the classical baseline, evaluate it like the backbones, write it.
 
 ``python -m seda.stages.train_baseline --features <store> --model-out <dir> --metrics <file.json>
---plots <dir>``, with settings ``baseline``, ``eval`` and ``seed`` of params.yaml: per-speaker
-standardisation and an RBF SVM (or logistic regression) on the classical features
+--details <file.json> --plots <dir>``, with settings ``baseline``, ``eval`` and ``seed`` of
+params.yaml: per-speaker standardisation and a classifier on the classical features
 (:mod:`seda.models.baseline`), evaluated by the same protocol and written in the same layout as
 the backbone models (:mod:`seda.models.baseline_training`, :mod:`seda.models.evaluation`).
 """
@@ -38,10 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--features", type=Path, required=True, help="the baseline feature store")
     parser.add_argument("--model-out", type=Path, required=True, help="the model folder")
-    parser.add_argument("--metrics", type=Path, required=True, help="the metrics file (.json)")
+    parser.add_argument(
+        "--metrics", type=Path, required=True, help="the headline metrics file (.json)"
+    )
+    parser.add_argument(
+        "--details", type=Path, required=True, help="the details file (.json): all the figures"
+    )
     parser.add_argument("--plots", type=Path, required=True, help="the plots folder")
     args = parser.parse_args(argv)
-    outputs = TrainOutputs(args.model_out, args.metrics, args.plots)
+    outputs = TrainOutputs(args.model_out, args.metrics, args.details, args.plots)
     return stage_main(
         "train_baseline", lambda: run(load_params(), features=args.features, outputs=outputs)
     )
