@@ -1,9 +1,9 @@
 """Stage featurize_baseline: the classical features of every clip of the split, once.
 
 ``python -m seda.stages.featurize_baseline --splits splits.csv --out <folder>`` writes the feature
-store (:mod:`seda.features.store`) of the baseline: MFCC statistics plus eGeMAPS functionals
-(``baseline`` section of params.yaml) as one float32 "layer" per clip, (n_clips, 1, d); see
-:mod:`seda.features.classic`. Unreadable clips go to ``<folder>/rejected.csv``.
+store (:mod:`seda.features.store`) of the baseline: the blocks of ``baseline.features`` (MFCC
+and log-mel statistics, eGeMAPS or ComParE functionals) as one float32 "layer" per clip,
+(n_clips, 1, d); see :mod:`seda.features.classic`. Unreadable clips go to ``<folder>/rejected.csv``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ trains a layer-weighted head on the stored features, ``finetune`` the backbone a
 clips of splits.csv (:mod:`seda.models.training`). ``eval.protocol``: holdout or
 leave-one-group-out (:mod:`seda.models.evaluation`). Writes the model folder (weights +
 model.json), the headline metrics (the DVC metric), the details (per class, fold and speaker) and
-the plots (predictions.csv, roc.csv, history.csv and their PNGs).
+the plots (predictions.csv, roc.csv, history.csv, reliability.csv and their PNGs).
 """
 
 from __future__ import annotations
