@@ -252,28 +252,19 @@ class ModelCard:
             raise ModelFormatError(f"{path}: {err}") from err
 
 
+_NEURAL_FIELDS = (
+    "layer_weights",
+    "n_layers",
+    "dim",
+    "temperature",
+    "pooling",
+    "head",
+    "backbone",
+    "preprocessing",
+)
 _MODE_FIELDS: dict[str, tuple[str, ...]] = {
-    "probe": (
-        "layer_weights",
-        "n_layers",
-        "dim",
-        "temperature",
-        "pooling",
-        "head",
-        "backbone",
-        "preprocessing",
-    ),
-    "finetune": (
-        "layer_weights",
-        "n_layers",
-        "dim",
-        "temperature",
-        "pooling",
-        "head",
-        "backbone",
-        "preprocessing",
-        "finetuned_backbone",
-    ),
+    "probe": _NEURAL_FIELDS,
+    "finetune": (*_NEURAL_FIELDS, "finetuned_backbone"),
     "baseline": ("classifier", "best_params"),
 }
 
