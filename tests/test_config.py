@@ -75,8 +75,10 @@ def test_build_rejects_unknown_and_missing_keys() -> None:
     assert build(Outer, {"inner": {"a": 2}}).inner.a == 2
     with pytest.raises(ConfigError, match="typo"):
         build(Outer, {"inner": {"a": 2}, "typo": 1}, "outer")
-    with pytest.raises(ConfigError, match="missing setting"):
+    with pytest.raises(ConfigError, match=r"^inner lacks a$"):
         build(Outer, {"inner": {}})
+    with pytest.raises(ConfigError, match=r"^outer\.inner\.a must be an integer, got '2'$"):
+        build(Outer, {"inner": {"a": "2"}}, "outer")
 
 
 @pytest.mark.parametrize(

@@ -230,7 +230,8 @@ def test_metrics_record_keeps_the_keys_and_values(tmp_path) -> None:
         ({"uar": "0.5"}, "uar must be a finite number"),
         ({"n_test": 3.5}, "n_test must be an integer"),
         ({"accuracy_ci": [0.1]}, "pair"),
-        ({"per_class": {"a": {}}}, "at least 2"),
+        ({"per_class": {}}, "at least 2"),
+        ({"per_class": {"a": {}, "b": {}}}, r"per_class\['a'\] lacks precision"),
     ],
 )
 def test_metrics_record_refuses_malformed_files(change, match) -> None:

@@ -465,9 +465,9 @@ def test_model_card_refuses_what_it_cannot_load() -> None:
     data = card.to_json()
     assert ModelCard.from_json(json.loads(json.dumps(data))) == card
     for change, match in [
-        ({"labels": ["calm", 3]}, "labels must be str"),
+        ({"labels": ["calm", 3]}, r"labels\[1\] must be a string"),
         ({"labels": ["calm", "calm"]}, "distinct"),
-        ({"seed": "0"}, "seed must be int"),
+        ({"seed": "0"}, "seed must be an integer"),
         ({"format_version": 1}, "version 1"),
         ({"mode": "forest"}, "unknown mode"),
         ({"classifier": None}, "lacks classifier"),

@@ -8,9 +8,6 @@ settings, so importing it would make every stage depend on all the library's cod
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +15,7 @@ from typing import Any, TypeVar
 from omegaconf import OmegaConf
 
 from seda.errors import ConfigError
+from seda.records import coerce
 
 __all__ = ["ConfigError", "build", "load_params"]
 
@@ -36,42 +34,12 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
 
 
 def build(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
-    """Build dataclass ``cls`` from a mapping, recursing into nested dataclasses.
+    """Build dataclass ``cls`` from a section of params (None: the defaults), nested dataclasses
+    too, with :func:`seda.records.coerce`.
 
-    Unknown keys raise :class:`ConfigError` naming the key, so a typo in conf/ is caught at once
+    An unknown key, a missing required one or a value of the wrong type raises
+    :class:`ConfigError` naming the dotted key (``clean.clips has unknown key(s) typo``,
+    ``train.lr must be a finite number, got 'abc'``), so a typo in conf/ is caught at once
     instead of silently using a default.
     """
-    data = dict(data or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)} in {where or cls.__name__}")
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        sub = _dataclass_in(hints.get(name))
-        if sub is not None and isinstance(value, Mapping):
-            value = build(sub, value, f"{where}.{name}" if where else name)
-        kwargs[name] = value
-    missing = [
-        n
-        for n, f in fields.items()
-        if n not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"missing setting(s) {', '.join(missing)} in {where or cls.__name__}")
-    return cls(**kwargs)
-
-
-def _dataclass_in(hint: Any) -> type | None:
-    if hint is None:
-        return None
-    if dataclasses.is_dataclass(hint):
-        return hint  # type: ignore[return-value]
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        for arg in typing.get_args(hint):
-            if dataclasses.is_dataclass(arg):
-                return arg
-    return None
+    return coerce(data or {}, cls, where, ConfigError)

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +43,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     roc_auc_score,
 )
+
+from seda.records import RecordFormatError, coerce
 
 CI_LEVEL = 0.95
 # Bootstrap resamples are processed in chunks of about this many drawn indices (bounded memory).
@@ -618,7 +618,7 @@ def calibration_metrics(
 # The records
 
 
-class MetricsFormatError(ValueError):
+class MetricsFormatError(RecordFormatError):
     """A metrics file that is not a :class:`HeadlineMetrics` / :class:`MetricsRecord`; the
     message says what is wrong."""
 
@@ -636,10 +636,10 @@ class ClassMetrics:
     support: int
 
 
-class _JsonRecord:
+class JsonRecord:
     """Reading and writing a frozen dataclass as one JSON object, with its types checked."""
 
-    # Keys that may be absent from the file (written only when not None).
+    # Keys left out of the file when None (fields with a default: a reader accepts them absent).
     OPTIONAL: typing.ClassVar[tuple[str, ...]] = ()
 
     def to_json(self) -> dict[str, Any]:
@@ -650,7 +650,7 @@ class _JsonRecord:
     @classmethod
     def from_json(cls, data: Any) -> Any:
         """Check types and keys; :class:`MetricsFormatError` names the first problem."""
-        return _build(cls, data, "", cls.OPTIONAL)
+        return coerce(data, cls, "", MetricsFormatError)
 
     def write(self, path: str | Path) -> None:
         from seda.io import write_json_atomic
@@ -672,7 +672,7 @@ class _JsonRecord:
 
 
 @dataclass(frozen=True)
-class HeadlineMetrics(_JsonRecord):
+class HeadlineMetrics(JsonRecord):
     """``reports/metrics/<model>.json``, the DVC metric: one flat record of numbers.
 
     ``uar_low``/``uar_high``: its 95% bootstrap interval (null when no bootstrap ran);
@@ -694,7 +694,7 @@ class HeadlineMetrics(_JsonRecord):
 
 
 @dataclass(frozen=True)
-class MetricsRecord(_JsonRecord):
+class MetricsRecord(JsonRecord):
     """``reports/details/<model>.json``: :func:`classification_metrics` of the test predictions,
     the per-fold and per-speaker tables, and what was evaluated (model, weights, protocol, mode,
     fold sizes, bootstrap settings), and the calibration of the test probabilities
@@ -740,6 +740,14 @@ class MetricsRecord(_JsonRecord):
     bootstrap_seed: int
     calibration: CalibrationMetrics | None = None
 
+    def __post_init__(self) -> None:
+        if len(self.per_class) < 2:
+            raise MetricsFormatError("per_class must map at least 2 class labels to metrics")
+        for name in ("accuracy_ci", "uar_ci", "f1_ci"):
+            interval = getattr(self, name)
+            if interval is not None and len(interval) != 2:
+                raise MetricsFormatError(f"{name} must be a [low, high] pair of numbers")
+
     @classmethod
     def from_scores(cls, scores: Mapping[str, Any], **described: Any) -> MetricsRecord:
         """The record of :func:`classification_metrics` output plus the other fields."""
@@ -772,69 +780,3 @@ HEADLINE_DECIMALS = 3
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), HEADLINE_DECIMALS)
-
-
-def _build(cls: type, data: Any, where: str, optional: Sequence[str] = ()) -> Any:
-    """An instance of dataclass ``cls`` from a JSON object with exactly its keys."""
-    if not isinstance(data, Mapping):
-        raise MetricsFormatError(f"{where or 'a metrics record'} must be a JSON object")
-    names = [f.name for f in dataclasses.fields(cls)]
-    missing = [n for n in names if n not in data and n not in optional]
-    unknown = sorted(set(data) - set(names))
-    if missing or unknown:
-        what = [f"lacks {', '.join(missing)}"] if missing else []
-        what += [f"has unknown key(s) {', '.join(unknown)}"] if unknown else []
-        raise MetricsFormatError(f"{where or 'the metrics record'} {' and '.join(what)}")
-    if "per_class" in names and (
-        not isinstance(data["per_class"], Mapping) or len(data["per_class"]) < 2
-    ):
-        raise MetricsFormatError("per_class must map at least 2 class labels to metrics")
-    hints = typing.get_type_hints(cls)
-    prefix = f"{where}." if where else ""
-    return cls(**{n: _checked(prefix + n, data[n], hints[n]) for n in names if n in data})
-
-
-def _checked(name: str, value: Any, hint: Any) -> Any:
-    """``value`` if it is of type ``hint`` (ints pass as floats, never bools as numbers)."""
-    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-    args = typing.get_args(hint) if union else ()
-    if value is None:
-        if type(None) in args:
-            return None
-        raise MetricsFormatError(f"{name} must not be null")
-    base = next((a for a in args if a is not type(None)), hint) if args else hint
-    origin = typing.get_origin(base)
-    if name.endswith("_ci"):
-        ok = isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
-        if not ok:
-            raise MetricsFormatError(f"{name} must be a [low, high] pair of numbers")
-        return [float(v) for v in value]
-    if origin is list:
-        if not isinstance(value, list):
-            raise MetricsFormatError(f"{name} must be a list")
-        (item,) = typing.get_args(base)
-        return [_checked(f"{name}[{i}]", v, item) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise MetricsFormatError(f"{name} must be a JSON object")
-        item = typing.get_args(base)[1]
-        return {str(key): _checked(f"{name}[{key!r}]", v, item) for key, v in value.items()}
-    if dataclasses.is_dataclass(base):
-        return _build(base, value, name)  # type: ignore[arg-type]
-    if base is float:
-        if not _is_number(value) or not math.isfinite(value):
-            raise MetricsFormatError(f"{name} must be a finite number, got {value!r}")
-        return value
-    if base is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise MetricsFormatError(f"{name} must be an integer, got {value!r}")
-        return value
-    if base is str:
-        if not isinstance(value, str):
-            raise MetricsFormatError(f"{name} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"no check for {hint}")  # pragma: no cover - a field type added above
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -17,15 +17,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from seda.errors import ConfigError
-from seda.records import ID_PATTERN
+from seda.records import ID_PATTERN, RecordFormatError, coerce
 
 # The card names its format so that a loader can refuse folders it does not understand; bump the
 # version when the folder's layout or the card's fields change.
@@ -34,7 +32,7 @@ MODEL_FORMAT_VERSION = 3  # 3: probe and finetune cards carry their temperature
 MODES = ("probe", "finetune", "baseline")
 
 
-class ModelFormatError(ConfigError):
+class ModelFormatError(RecordFormatError, ConfigError):
     """A model folder this version of seda cannot (or will not) load; the message says why."""
 
 
@@ -64,7 +62,7 @@ class BackboneRef:
     @classmethod
     def from_reference(cls, ref: Mapping[str, Any]) -> BackboneRef:
         """The typed form of a :func:`seda.backbones.backbone_reference` dict."""
-        return _build(cls, ref, "backbone reference")
+        return coerce(ref, cls, "backbone", ModelFormatError)
 
 
 @dataclass(frozen=True)
@@ -76,11 +74,11 @@ class InputPreprocessing:
     return_attention_mask: bool
 
     def __post_init__(self) -> None:
-        _check_rate(self.sample_rate, "preprocessing sample_rate")
+        _check_rate(self.sample_rate, "preprocessing.sample_rate")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> InputPreprocessing:
-        return _build(cls, data, "preprocessing")
+        return coerce(data, cls, "preprocessing", ModelFormatError)
 
 
 @dataclass(frozen=True)
@@ -107,7 +105,7 @@ class FeatureShape:
 
     def __post_init__(self) -> None:
         if self.sample_rate is not None:
-            _check_rate(self.sample_rate, "features sample_rate")
+            _check_rate(self.sample_rate, "features.sample_rate")
 
 
 @dataclass(frozen=True)
@@ -230,7 +228,7 @@ class ModelCard:
                 f"format {data['format']!r} version {data['format_version']!r} is not "
                 f"{MODEL_FORMAT!r} version {MODEL_FORMAT_VERSION} (re-run the train stage)"
             )
-        return _build(cls, data, "model.json")
+        return coerce(data, cls, "", _card_error)
 
     def write(self, path: str | Path) -> None:
         from seda.io import write_json_atomic
@@ -274,58 +272,7 @@ def _check_rate(rate: int, where: str) -> None:
         raise ModelFormatError(f"{where} must be a rate in Hz from 1000 to 384000, got {rate}")
 
 
-def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    """Dataclass ``cls`` from ``data``, every value type-checked (nested dataclasses too)."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ModelFormatError(f"{where} has unknown key(s) {', '.join(unknown)}")
-    hints = typing.get_type_hints(cls)
-    values: dict[str, Any] = {}
-    for name, f in fields.items():
-        if name not in data:
-            if f.default is dataclasses.MISSING:
-                raise ModelFormatError(f"{where} lacks {name} (re-run the train stage)")
-            continue
-        values[name] = _value(data[name], hints[name], f"{where} {name}")
-    return cls(**values)
-
-
-def _value(value: Any, hint: Any, where: str) -> Any:
-    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-    args = typing.get_args(hint) if union else ()
-    if value is None:
-        if type(None) in args:
-            return None
-        raise ModelFormatError(f"{where} must not be null")
-    base = next((a for a in args if a is not type(None)), hint) if args else hint
-    origin = typing.get_origin(base)
-    if dataclasses.is_dataclass(base):
-        if not isinstance(value, Mapping):
-            raise ModelFormatError(f"{where} must be a JSON object")
-        return _build(base, value, where)  # type: ignore[arg-type]
-    if origin is list:
-        (item,) = typing.get_args(base)
-        if not isinstance(value, list):
-            raise ModelFormatError(f"{where} must be a list")
-        return [_value(v, item, where) for v in value]
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ModelFormatError(f"{where} must be a JSON object")
-        _, item = typing.get_args(base)
-        return {str(k): (v if item is Any else _value(v, item, where)) for k, v in value.items()}
-    if base is Any:
-        return value
-    if base is bool:
-        ok = isinstance(value, bool)
-    elif base is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif base is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok and not math.isfinite(value):
-            raise ModelFormatError(f"{where} must be a finite number, got {value!r}")
-    else:
-        ok = isinstance(value, base)
-    if not ok:
-        raise ModelFormatError(f"{where} must be {base.__name__}, got {value!r}")
-    return value
+def _card_error(message: str) -> ModelFormatError:
+    """A model.json that does not fit the card's fields: written by another version of seda (or
+    edited by hand); the train stage writes a good one."""
+    return ModelFormatError(f"{message} (re-run the train stage)")
