@@ -76,6 +76,75 @@ def test_compare_functionals() -> None:
     np.testing.assert_array_equal(feats, smile_functionals(tone(180, 0.3), SR, "compare"))
 
 
+@pytest.mark.filterwarnings("ignore:n_fft=.* is too large:UserWarning")  # librosa, shortest y
+@pytest.mark.parametrize("sr", [16000, 22050, 44100])
+def test_mfcc_and_logmel_are_librosas_to_the_bit(sr: int) -> None:
+    """The lean MFCC and log-mel blocks give librosa's values exactly (the pipeline's feature
+    hashes depend on it), whatever the length: shorter than the FFT, around the padded edges."""
+    import librosa
+
+    from seda.features.classic import _frames
+
+    frames = _frames(sr)
+    rng = np.random.default_rng(sr)
+    lengths = [frames["n_fft"] - 1, int(0.1 * sr) + 37, int(0.7 * sr), int(2.3 * sr) + 1]
+    for n in lengths:
+        y = (rng.uniform(0.001, 0.5) * rng.standard_normal(n)).astype(np.float32)
+        for n_mfcc in (13, 40):
+            m = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=n_mfcc, n_mels=64, **frames)
+            want = np.concatenate([m.mean(axis=1), m.std(axis=1)]).astype(np.float32)
+            np.testing.assert_array_equal(mfcc_stats(y, sr, n_mfcc), want)
+        db = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_mels=32, **frames))
+        want = np.concatenate([db.mean(axis=1), db.std(axis=1)]).astype(np.float32)
+        np.testing.assert_array_equal(logmel_stats(y, sr, 32), want)
+
+
+def test_smile_functionals_are_opensmiles_to_the_bit() -> None:
+    """openSMILE through its C API alone gives what ``opensmile.Smile`` gives: the same names,
+    the same values (samples beyond full scale wrap alike), NaN for a signal too short."""
+    import warnings
+
+    import opensmile
+
+    rng = np.random.default_rng(3)
+    loud = np.clip(1.5 * rng.standard_normal(SR // 2), -1.2, 1.2).astype(np.float32)
+    signals = [tone(150, 0.3), tone(220, 0.6, seconds=1.7, seed=1), loud, tone(150, 0.3)[:300]]
+    for block, feature_set in [
+        ("egemaps", opensmile.FeatureSet.eGeMAPSv02),
+        ("compare", opensmile.FeatureSet.ComParE_2016),
+    ]:
+        smile = opensmile.Smile(feature_set, opensmile.FeatureLevel.Functionals)
+        assert [f"{block}.{n}" for n in smile.feature_names] == feature_names(
+            BaselineSettings(features=[block])
+        )
+        for y in signals:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "Segment too short"
+                want = smile.process_signal(y, SR).to_numpy(dtype=np.float32).reshape(-1)
+            got = smile_functionals(y, SR, block)
+            assert np.array_equal(got, want, equal_nan=True), (block, y.size)
+    assert np.isnan(smile_functionals(signals[-1], SR, "egemaps")).all()
+
+
+def test_featurizing_imports_no_heavy_library() -> None:
+    """A featurising worker needs numpy, scipy.fft and openSMILE's library only: not librosa
+    (numba, scipy.signal), not the opensmile package (audinterface, pandas), not torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from seda.baseline import BaselineSettings\n"
+        "from seda.features.classic import classic_features\n"
+        "y = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)\n"
+        "assert classic_features(y, 16000, BaselineSettings()).shape == (296,)\n"
+        "heavy = ('librosa', 'numba', 'scipy.signal', 'opensmile', 'pandas', 'torch', 'sklearn')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_too_short_clip_is_a_clear_audio_error() -> None:
     with pytest.raises(AudioError, match="too short"):
         classic_features(np.zeros(100, np.float32), SR, BaselineSettings())

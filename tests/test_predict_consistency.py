@@ -140,6 +140,23 @@ def test_same_speaker_standardises_each_source_as_in_training(
     )
 
 
+def test_helper_processes_featurising_a_long_file_change_nothing(
+    models_dir: Path, files: Path, tmp_path: Path
+) -> None:
+    """One file and three workers: the baseline's windows are featurised by helper processes
+    while the file is still being cut, and only their features come back. The results are
+    those of one process, to the byte."""
+    from seda.predict import main as predict_main
+
+    outs = []
+    for workers in ("1", "3"):
+        outs.append(tmp_path / f"w{workers}.json")
+        args = [str(files / "long.wav"), "--model", "baseline", "--out", str(outs[-1])]
+        assert predict_main([*args, "--models-dir", str(models_dir), "--workers", workers]) == 0
+    assert len(segments(outs[0])) == 12
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+
+
 def test_probe_probabilities_do_not_depend_on_the_other_clips(models_dir: Path) -> None:
     """Clips of other lengths in the same call (padding, batch make-up) change nothing."""
     model = load_model(models_dir / "hubert")

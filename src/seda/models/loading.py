@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,6 @@ import numpy as np
 from seda.models.card import BackboneRef, ModelCard, ModelFormatError
 
 __all__ = ["LoadedModel", "ModelFormatError", "available_models", "check_no_pickle", "load_model"]
-
-log = logging.getLogger(__name__)
 
 # Suffixes of serialisation formats that may run code on load; none of them is ever written by
 # training, so their presence means the folder is not one of ours (or was tampered with).
@@ -84,6 +81,23 @@ class LoadedModel:
         if not waves:
             return np.zeros((0, len(self.labels)))
         return self.impl.predict_proba(list(waves), groups)
+
+    @property
+    def feature_settings(self) -> Any:
+        """The baseline's ``BaselineSettings``: its clips' features depend on the clip alone, so
+        they can be computed where the clip is cut (:meth:`predict_features`); None for neural
+        models."""
+        return self.impl.model.settings if self.mode == "baseline" else None
+
+    def predict_features(
+        self, features: Sequence[np.ndarray | None], groups: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """:meth:`predict_proba` of baseline clips from their features
+        (:func:`seda.features.classic.clip_features` at ``sample_rate``; None for a clip that
+        has none, which gets a row of NaN)."""
+        if not features:
+            return np.zeros((0, len(self.labels)))
+        return self.impl.predict_features(list(features), groups)
 
 
 def load_model(model_dir: str | Path) -> LoadedModel:
@@ -156,19 +170,19 @@ class _BaselineImpl:
         return self.scorer.predict_proba(Z)
 
     def predict_proba(self, waves: list[np.ndarray], groups: Sequence[str] | None) -> np.ndarray:
-        from seda.audio import AudioError
-        from seda.features.classic import classic_features
+        from seda.features.classic import clip_features
 
-        feats: list[np.ndarray | None] = []
-        for w in waves:
-            try:
-                feats.append(classic_features(w, self.sample_rate, self.model.settings))
-            except AudioError as err:
-                log.warning("baseline: a clip has no features (%s)", err)
-                feats.append(None)
+        settings = self.model.settings
+        return self.predict_features(
+            [clip_features((w, self.sample_rate, settings)) for w in waves], groups
+        )
+
+    def predict_features(
+        self, feats: list[np.ndarray | None], groups: Sequence[str] | None
+    ) -> np.ndarray:
         ok = [i for i, f in enumerate(feats) if f is not None]
         # A clip without features gets a row of NaN: the caller reports it, the rest go on.
-        out = np.full((len(waves), len(self.labels)), np.nan)
+        out = np.full((len(feats), len(self.labels)), np.nan)
         if not ok:
             return out
         X = np.stack([feats[i] for i in ok])
