@@ -129,15 +129,29 @@ class Preprocessing:
         return values, lengths, mask
 
 
-def _classes(arch: str) -> tuple[type, type]:
-    import transformers as tf
+# arch -> (transformers.models.<package>, config class, model class). Importing the two modules
+# directly skips the lazy top-level ``transformers`` namespace, whose first attribute access
+# scans every model package (about 2 s of each featurize stage's start-up).
+_ARCHES = {
+    "hubert": ("hubert", "HubertConfig", "HubertModel"),
+    "wav2vec2": ("wav2vec2", "Wav2Vec2Config", "Wav2Vec2Model"),
+    "wavlm": ("wavlm", "WavLMConfig", "WavLMModel"),
+    "data2vec-audio": ("data2vec", "Data2VecAudioConfig", "Data2VecAudioModel"),
+}
 
-    return {
-        "hubert": (tf.HubertConfig, tf.HubertModel),
-        "wav2vec2": (tf.Wav2Vec2Config, tf.Wav2Vec2Model),
-        "wavlm": (tf.WavLMConfig, tf.WavLMModel),
-        "data2vec-audio": (tf.Data2VecAudioConfig, tf.Data2VecAudioModel),
-    }[arch]
+
+def _classes(arch: str) -> tuple[type, type]:
+    import importlib
+
+    package, config_name, model_name = _ARCHES[arch]
+    base = f"transformers.models.{package}"
+    config_module = (
+        "configuration_data2vec_audio" if package == "data2vec" else f"configuration_{package}"
+    )
+    model_module = "modeling_data2vec_audio" if package == "data2vec" else f"modeling_{package}"
+    config_cls = getattr(importlib.import_module(f"{base}.{config_module}"), config_name)
+    model_cls = getattr(importlib.import_module(f"{base}.{model_module}"), model_name)
+    return config_cls, model_cls
 
 
 def load_backbone(settings: BackboneSettings) -> tuple[torch.nn.Module, Preprocessing]:

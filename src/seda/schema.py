@@ -18,6 +18,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from seda.augment import AugmentSettings, validate_music
 from seda.backbones import BackboneSettings
 from seda.baseline import BaselineSettings
 from seda.collect.folder import FolderSettings
@@ -71,6 +72,10 @@ class Params:
     baseline: BaselineSettings = field(default_factory=BaselineSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
+    # Augmentation of the training rows (config group augment; none by default).
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    # Corpora the trained models are also scored on (dvc.yaml's cross@<name>), by conf/test_dataset.
+    test_datasets: dict[str, FolderSettings] = field(default_factory=dict)
     # Resolved while composing: every section is built and range-checked (see module doc).
     checked: str = "${" + CHECK_RESOLVER + ":}"
 
@@ -114,6 +119,7 @@ VALIDATORS: dict[type, Callable[[Any], None]] = {
     CleanSettings: validate_clean,
     VadSettings: validate_vad,
     SplitSettings: validate_split,
+    AugmentSettings: validate_music,
 }
 
 

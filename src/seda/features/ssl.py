@@ -4,11 +4,14 @@
 arrays of shape (n_clips, n_layers + 1, dim), so that the probes never run the backbone again.
 Batches group clips of similar length (sorted, at most ``batch_seconds`` of padded audio) so that
 little compute goes into padding; the next batch is decoded in a thread while the model runs.
+With augmentation on, the augmented copies of the training clips (:mod:`seda.augment`) go through
+the same backbone into the store's augmented section.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from seda.audio import AudioError, audio_info, load_audio
+from seda.augment import AugmentRow, AugmentSettings, augment_wave, plan_copies, training_clips
 from seda.backbones import (
     BackboneSettings,
     Preprocessing,
@@ -34,7 +38,7 @@ from seda.backbones import (
 )
 from seda.config import build
 from seda.errors import ConfigError
-from seda.features.store import save_features
+from seda.features.store import save_augmented, save_features
 from seda.io import RejectLog
 from seda.models.determinism import deterministic_torch
 from seda.records import SplitRow
@@ -112,10 +116,12 @@ def featurize_backbone(
     model: torch.nn.Module | None = None,
     prep: Preprocessing | None = None,
     rejects: RejectLog | None = None,
+    copies: Sequence[AugmentRow] | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """Embed every readable clip: ``(features float16 (n_ok, L+1, D), indices of those clips)``.
 
-    Unreadable or too-short clips go to ``rejects`` with their reason, never silently.
+    ``copies`` (one per path): embed those augmented copies of the clips instead. Unreadable or
+    too-short clips go to ``rejects`` with their reason, never silently.
     """
     deterministic_torch()
     device = device or pick_device()
@@ -128,16 +134,20 @@ def featurize_backbone(
     shortest = min_samples(model)
     sr = prep.sample_rate
 
+    names = [c.name for c in copies] if copies is not None else [Path(p).stem for p in paths]
+
     lengths: dict[int, int] = {}
     for i, path in enumerate(paths):
         try:
             info = audio_info(path)
         except AudioError as err:
-            rejects.add(Path(path).stem, path, str(err))
+            rejects.add(names[i], path, str(err))
             continue
         n = round(info.duration * sr)
+        if copies is not None:  # the length after speed perturbation (resampling rounds up)
+            n = math.ceil(n / copies[i].speed)
         if n < shortest:
-            rejects.add(Path(path).stem, path, f"shorter than {shortest / sr:.3f} s")
+            rejects.add(names[i], path, f"shorter than {shortest / sr:.3f} s")
             continue
         lengths[i] = n
     ids = list(lengths)
@@ -165,9 +175,11 @@ def featurize_backbone(
     ):
         for loaded in prefetch(pool, load, batches):
             good = [(i, w) for i, w in loaded if isinstance(w, np.ndarray)]
+            if copies is not None:  # here, not in the loading thread: it sets torch's threads
+                good = [(i, augment_wave(w, sr, copies[i])) for i, w in good]
             for i, reason in loaded:
                 if isinstance(reason, str):
-                    rejects.add(Path(paths[i]).stem, paths[i], reason)
+                    rejects.add(names[i], paths[i], reason)
             if good:
                 pooled = embed_batch(model, prep, [w for _, w in good], settings.pooling, device)
                 for (i, _), vec in zip(good, pooled.numpy(), strict=True):
@@ -180,9 +192,16 @@ def featurize_backbone(
 
 
 def write_backbone_features(
-    rows: Sequence[SplitRow], name: str, settings: BackboneSettings, out_dir: Path
+    rows: Sequence[SplitRow],
+    name: str,
+    settings: BackboneSettings,
+    out_dir: Path,
+    augment: AugmentSettings | None = None,
+    protocol: str | None = None,
 ) -> dict[str, Any]:
-    """Embed the clips of ``rows`` into the feature store ``out_dir`` (plus ``rejected.csv``)."""
+    """Embed the clips of ``rows`` into the feature store ``out_dir`` (plus ``rejected.csv``);
+    with ``augment.copies``, also the augmented copies of the clips that are training rows in
+    some fold of ``protocol`` (the store's augmented section)."""
     if not rows:
         raise ConfigError("featurize: the split has no clips")
     rejects = RejectLog("featurize")
@@ -210,7 +229,25 @@ def write_backbone_features(
         "clips": len(kept),
         "rejected": len(rejects),
         "shape": list(features.shape),
-        "seconds": round(time.perf_counter() - start, 1),
     }
+    copies = []
+    if augment is not None and augment.copies:
+        copies = plan_copies(training_clips(rows, protocol), augment)
+    if copies:
+        aug_rejects = RejectLog("featurize")
+        x, done = featurize_backbone(
+            [c.path for c in copies],
+            settings,
+            device=device,
+            model=model,
+            prep=prep,
+            rejects=aug_rejects,
+            copies=copies,
+        )
+        save_augmented(out_dir, x, [copies[i] for i in done], aug_rejects)
+        summary |= {"copies": len(done), "copies_rejected": len(aug_rejects)}
+    else:
+        save_augmented(out_dir, None, [])
+    summary["seconds"] = round(time.perf_counter() - start, 1)
     log.info("featurize %s: %s", name, summary)
     return summary

@@ -1,5 +1,6 @@
 """Train the baseline classifier (:mod:`seda.models.baseline`) on the classical features and
-evaluate it like the backbone models (:mod:`seda.models.evaluation`)."""
+evaluate it like the backbone models (:mod:`seda.models.evaluation`), with the augmented copies
+of the training rows (:mod:`seda.augment`) when asked."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from seda.augment import AugmentSettings
 from seda.baseline import BaselineSettings
 from seda.models.baseline import BaselineModel
 from seda.models.evaluation import (
@@ -19,10 +21,12 @@ from seda.models.evaluation import (
     load_labelled_features,
     write_outputs,
 )
+from seda.models.folds import TrainingRows, stack_augmented
 
 
 class BaselineLearner:
-    """:class:`BaselineModel` on (n, 1, d) classical features."""
+    """:class:`BaselineModel` on (n, 1, d) classical features; rows past the labelled ones are
+    augmented copies (``training``; each with its clip's speaker), used for fitting only."""
 
     def __init__(
         self,
@@ -31,15 +35,18 @@ class BaselineLearner:
         labels: Sequence[str],
         speakers: Sequence[str],
         settings: BaselineSettings,
+        training: TrainingRows | None = None,
     ):
         self.settings = settings
         self.x, self.y, self.labels = x[:, 0, :].astype(np.float64), y, list(labels)
         self.speakers = np.asarray(speakers)
+        self.training = training or TrainingRows()
         self.model: BaselineModel | None = None
 
     def fit(self, train: np.ndarray, val: np.ndarray) -> list[dict[str, Any]]:
+        rows = self.training.rows(train, self.y)
         self.model = BaselineModel(self.settings).fit(
-            self.x[train], [self.labels[i] for i in self.y[train]], self.speakers[train]
+            self.x[rows], [self.labels[i] for i in self.y[rows]], self.speakers[rows]
         )
         return []
 
@@ -68,15 +75,19 @@ def train_baseline(
     features: Path,
     outputs: TrainOutputs,
     audio: Mapping[str, Any] | None = None,
+    augment: AugmentSettings | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate the baseline on the classical features in ``features``."""
+    """Train and evaluate the baseline on the classical features in ``features`` (and the
+    augmented copies there, when ``augment`` asks for them)."""
     data: LabelledData = load_labelled_features(features)
-    x = data.features
-    assert x is not None
-    speakers = [r.speaker for r in data.rows]
+    assert data.features is not None
+    clip_ids = [r.clip_id for r in data.rows]
+    augment = augment or AugmentSettings()
+    x, y, training = stack_augmented(features, clip_ids, data.features, data.y, augment)
+    speakers = [r.speaker for r in data.rows] + [data.rows[i].speaker for i in training.base]
     result = evaluate(
         data,
-        lambda: BaselineLearner(x, data.y, data.labels, speakers, settings),
+        lambda: BaselineLearner(x, y, data.labels, speakers, settings, training),
         evaluation.protocol,
     )
     return write_outputs(

@@ -14,6 +14,7 @@ are ``softmax(logits / T)``, in evaluation and, through the model card, in ``sed
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -30,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from seda.audio import AudioError, load_audio
+from seda.augment import AugmentSettings, augment_wave, plan_copies, training_clips
 from seda.backbones import (
     BackboneSettings,
     Preprocessing,
@@ -54,6 +56,7 @@ from seda.models.evaluation import (
     load_labelled_features,
     write_outputs,
 )
+from seda.models.folds import TrainingRows, stack_augmented
 from seda.models.head import FinetuneModel, LayerWeightedHead
 from seda.records import SplitRow, read_records
 
@@ -209,8 +212,55 @@ def predict(
 # the calibration record) predict_logits(rows) and the temperature fitted on val
 
 
-class ProbeLearner:
-    """A :class:`LayerWeightedHead` on stored features (n, layers, dim)."""
+class _HeadLearner:
+    """What the probe and finetune learners share: a fold's training rows (augmented copies and
+    class balancing, :class:`TrainingRows`), :func:`fit_loop` with early stopping on the
+    validation rows, then the temperature fitted on the same rows."""
+
+    y: torch.Tensor
+    n_classes: int
+    settings: TrainSettings
+    seed: int
+    device: torch.device
+    training: TrainingRows
+    temperature: float
+
+    def _batches(self, idx: np.ndarray) -> Batches:
+        raise NotImplementedError
+
+    def _threads(self) -> contextlib.AbstractContextManager[Any]:
+        """Where the thread count matters (the probe), the context that fixes it."""
+        return contextlib.nullcontext()
+
+    def predict_logits(self, idx: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _fit(
+        self, model: nn.Module, opt: torch.optim.Optimizer, train: np.ndarray, val: np.ndarray
+    ) -> list[dict[str, Any]]:
+        rows = self.training.rows(train, self.y.numpy())
+        with self._threads():
+            history = fit_loop(
+                model,
+                opt,
+                self._batches(rows),
+                self._batches(val),
+                self.y[val].numpy(),
+                class_weights(self.y[rows].numpy(), self.n_classes),
+                self.settings,
+                self.device,
+                self.seed,
+            )
+        self.temperature = fit_temperature(self.predict_logits(val), self.y[val].numpy())
+        return history
+
+    def predict_proba(self, idx: np.ndarray) -> np.ndarray:
+        return softmax(self.predict_logits(idx), self.temperature)
+
+
+class ProbeLearner(_HeadLearner):
+    """A :class:`LayerWeightedHead` on stored features (n, layers, dim); rows past the labelled
+    ones are augmented copies (``training``), used for fitting only."""
 
     def __init__(
         self,
@@ -220,10 +270,12 @@ class ProbeLearner:
         settings: TrainSettings,
         seed: int,
         device: torch.device,
+        training: TrainingRows | None = None,
     ):
         self.x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
         self.y = torch.from_numpy(y.astype(np.int64))
         self.n_classes, self.settings, self.seed, self.device = n_classes, settings, seed, device
+        self.training = training or TrainingRows()
         self.head: LayerWeightedHead | None = None
         self.temperature = 1.0
 
@@ -238,6 +290,9 @@ class ProbeLearner:
 
         return gen
 
+    def _threads(self) -> contextlib.AbstractContextManager[Any]:
+        return torch_threads(PROBE_THREADS)
+
     def fit(self, train: np.ndarray, val: np.ndarray) -> list[dict[str, Any]]:
         deterministic_torch()
         seed_everything(self.seed)
@@ -246,28 +301,12 @@ class ProbeLearner:
             self.x.shape[1], self.x.shape[2], self.n_classes, s.hidden, s.dropout
         ).to(self.device)
         opt = torch.optim.AdamW(self.head.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-        with torch_threads(PROBE_THREADS):
-            history = fit_loop(
-                self.head,
-                opt,
-                self._batches(train),
-                self._batches(val),
-                self.y[val].numpy(),
-                class_weights(self.y[train].numpy(), self.n_classes),
-                s,
-                self.device,
-                self.seed,
-            )
-        self.temperature = fit_temperature(self.predict_logits(val), self.y[val].numpy())
-        return history
+        return self._fit(self.head, opt, train, val)
 
     def predict_logits(self, idx: np.ndarray) -> np.ndarray:
         assert self.head is not None
         with torch_threads(PROBE_THREADS):
             return predict(self.head, self._batches(idx), self.device)[0]
-
-    def predict_proba(self, idx: np.ndarray) -> np.ndarray:
-        return softmax(self.predict_logits(idx), self.temperature)
 
     def save(self, out_dir: Path) -> dict[str, Any]:
         assert self.head is not None
@@ -280,8 +319,9 @@ class ProbeLearner:
         }
 
 
-class FinetuneLearner:
-    """Backbone + head trained end to end on waveforms (one copy of the clips in memory)."""
+class FinetuneLearner(_HeadLearner):
+    """Backbone + head trained end to end on waveforms (one copy of the clips in memory, and of
+    their augmented copies after them, ``training``)."""
 
     def __init__(
         self,
@@ -292,10 +332,12 @@ class FinetuneLearner:
         settings: TrainSettings,
         seed: int,
         device: torch.device,
+        training: TrainingRows | None = None,
     ):
         self.waves, self.y = waves, torch.from_numpy(y.astype(np.int64))
         self.n_classes, self.backbone_settings = n_classes, backbone
         self.settings, self.seed, self.device = settings, seed, device
+        self.training = training or TrainingRows()
         self.model: FinetuneModel | None = None
         self.prep: Preprocessing | None = None
         self.temperature = 1.0
@@ -335,27 +377,12 @@ class FinetuneLearner:
             {"params": list(head.parameters()), "lr": s.lr},
         ]
         opt = torch.optim.AdamW(groups, weight_decay=s.weight_decay)
-        history = fit_loop(
-            self.model,
-            opt,
-            self._batches(train),
-            self._batches(val),
-            self.y[val].numpy(),
-            class_weights(self.y[train].numpy(), self.n_classes),
-            s,
-            self.device,
-            self.seed,
-        )
-        self.temperature = fit_temperature(self.predict_logits(val), self.y[val].numpy())
-        return history
+        return self._fit(self.model, opt, train, val)
 
     def predict_logits(self, idx: np.ndarray) -> np.ndarray:
         assert self.model is not None
         use_amp = self.settings.mixed_precision and self.device.type == "cuda"
         return predict(self.model, self._batches(idx), self.device, use_amp)[0]
-
-    def predict_proba(self, idx: np.ndarray) -> np.ndarray:
-        return softmax(self.predict_logits(idx), self.temperature)
 
     def save(self, out_dir: Path) -> dict[str, Any]:
         assert self.model is not None and self.prep is not None
@@ -419,6 +446,27 @@ def load_waves(data: LabelledData, sample_rate: int) -> list[np.ndarray]:
     return waves
 
 
+def augmented_waves(
+    data: LabelledData,
+    waves: list[np.ndarray],
+    sample_rate: int,
+    augment: AugmentSettings,
+    protocol: str,
+) -> tuple[list[np.ndarray], np.ndarray, TrainingRows]:
+    """Finetune's inputs: the clips' waves followed by the augmented copies of those that can
+    be training rows (made here: there is no feature store), their labels, and how folds use
+    them."""
+    where = {r.clip_id: i for i, r in enumerate(data.rows)}
+    copies = plan_copies(training_clips(data.rows, protocol), augment)
+    base = np.array([where[c.clip_id] for c in copies], dtype=np.int64)
+    extra = [augment_wave(waves[where[c.clip_id]], sample_rate, c) for c in copies]
+    return (
+        waves + extra,
+        np.concatenate([data.y, data.y[base]]),
+        TrainingRows(base, augment.oversample, augment.seed),
+    )
+
+
 def train_backbone(
     name: str,
     backbone: BackboneSettings,
@@ -430,10 +478,14 @@ def train_backbone(
     splits: Path,
     outputs: TrainOutputs,
     audio: Mapping[str, Any] | None = None,
+    augment: AugmentSettings | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one backbone model (probe on ``features`` or finetune on the clips of
-    ``splits``); write it to ``outputs``. ``audio``: the clean/VAD settings for the card."""
+    ``splits``); write it to ``outputs``. ``audio``: the clean/VAD settings for the card;
+    ``augment``: augmented copies (the store's, or made here for finetune) and class balancing
+    of the training rows."""
     deterministic_torch()
+    augment = augment or AugmentSettings()
     device = pick_device()
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads())
@@ -451,14 +503,22 @@ def train_backbone(
         prep = data.meta.get("preprocessing") or {}
         card["preprocessing"] = InputPreprocessing.from_mapping(prep)
         assert data.features is not None
+        x, y, training = stack_augmented(
+            features, [r.clip_id for r in data.rows], data.features, data.y, augment
+        )
         make = functools.partial(
-            ProbeLearner, data.features, data.y, len(data.labels), settings, seed, device
+            ProbeLearner, x, y, len(data.labels), settings, seed, device, training
         )
     else:
         data = labelled_data(read_records(splits, SplitRow))
-        waves = load_waves(data, backbone.sample_rate)
+        waves, y = load_waves(data, backbone.sample_rate), data.y
+        training = TrainingRows(oversample=augment.oversample, seed=augment.seed)
+        if augment.copies:
+            waves, y, training = augmented_waves(
+                data, waves, backbone.sample_rate, augment, evaluation.protocol
+            )
         make = functools.partial(
-            FinetuneLearner, waves, data.y, len(data.labels), backbone, settings, seed, device
+            FinetuneLearner, waves, y, len(data.labels), backbone, settings, seed, device, training
         )
     result = evaluate(data, make, evaluation.protocol)
     return write_outputs(

@@ -5,6 +5,8 @@ store (:mod:`seda.features.store`) of backbone ``backbones.<model>`` of params.y
 output of every hidden layer of every clip (float16, (n_clips, n_layers + 1, dim)), so that the
 probes of the train stage never run the backbone again; see :mod:`seda.features.ssl`.
 Clips are read through the paths in splits.csv; unreadable ones go to ``<folder>/rejected.csv``.
+With ``augment.copies`` (:mod:`seda.augment`), the augmented copies of the clips that train some
+fold of ``eval.protocol`` go through the backbone too, into the store's augmented section.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from seda.config import load_params
+from seda.augment import AugmentSettings
+from seda.config import build, load_params
 from seda.entry import stage_main
 from seda.features.ssl import backbone_settings, write_backbone_features
 from seda.records import SplitRow, read_records
@@ -22,7 +25,14 @@ from seda.records import SplitRow, read_records
 def run(params: dict[str, Any], model: str, *, splits: Path, out: Path) -> dict[str, Any]:
     """Featurize the clips of ``splits`` with backbone ``model`` into ``out``."""
     settings = backbone_settings(params, model)
-    return write_backbone_features(read_records(splits, SplitRow), model, settings, out)
+    return write_backbone_features(
+        read_records(splits, SplitRow),
+        model,
+        settings,
+        out,
+        build(AugmentSettings, params.get("augment"), "augment"),
+        (params.get("eval") or {}).get("protocol"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Stage `index`: list what the dataset of ``params.yaml`` (section ``dataset``) reads.
+"""Stage `index`: list what the dataset of ``params.yaml`` (section ``dataset``, or
+``test_datasets.<name>`` with ``--test-dataset``) reads.
 
 Written to ``--out``: one CSV row per file (``path,size,sha256,kind,reason``, see
 :class:`seda.collect.index.IndexRow`), odd entries (symbolic link loops, dangling links, pipes,
@@ -7,7 +8,7 @@ corpus folder, which it cannot always hash (a loop or a dangling link aborts it,
 it); run on every ``dvc repro`` (``always_changed``), it changes exactly when a file is added,
 changed or removed. The work is in :mod:`seda.collect`.
 
-    python -m seda.stages.index --out FILE [--cache DIR]
+    python -m seda.stages.index --out FILE [--cache DIR] [--test-dataset NAME]
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 
 from seda.cache import DEFAULT_CACHE_ROOT
 from seda.collect import IndexRow, build_dataset_settings, index_corpus
-from seda.config import load_params
+from seda.collect.folder import FolderSettings
+from seda.config import build, load_params
 from seda.entry import stage_main
+from seda.errors import ConfigError
 from seda.records import write_records
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_CACHE_ROOT / STAGE,
         help="sha256 of each file by size and mtime, kept across runs (default: %(default)s)",
     )
+    parser.add_argument(
+        "--test-dataset", metavar="NAME", help="index test_datasets.NAME instead of dataset"
+    )
     return parser.parse_args(argv)
 
 
@@ -45,7 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> None:
-        settings = build_dataset_settings(load_params().get("dataset"))
+        params = load_params()
+        if args.test_dataset is None:
+            settings = build_dataset_settings(params.get("dataset"))
+        else:
+            section = (params.get("test_datasets") or {}).get(args.test_dataset)
+            if section is None:
+                raise ConfigError(f"test_datasets.{args.test_dataset} is not in params.yaml")
+            settings = build(FolderSettings, section, f"test_datasets.{args.test_dataset}")
         rows = index_corpus(settings, args.cache)
         write_records(args.out, rows, IndexRow)
         odd = sum(r.kind != "ok" for r in rows)

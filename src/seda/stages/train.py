@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from seda.augment import AugmentSettings
 from seda.config import build, load_params
 from seda.entry import stage_main
 from seda.features.ssl import backbone_settings
@@ -37,6 +38,7 @@ def run(
         splits=splits,
         outputs=outputs,
         audio={"clean": params.get("clean"), "vad": params.get("vad")},
+        augment=build(AugmentSettings, params.get("augment"), "augment"),
     )
 
 

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from seda.augment import AugmentSettings
 from seda.baseline import BaselineSettings
 from seda.config import build, load_params
 from seda.entry import stage_main
@@ -29,6 +30,7 @@ def run(params: dict[str, Any], *, features: Path, outputs: TrainOutputs) -> dic
         features=features,
         outputs=outputs,
         audio={"clean": params.get("clean"), "vad": params.get("vad")},
+        augment=build(AugmentSettings, params.get("augment"), "augment"),
     )
 
 
