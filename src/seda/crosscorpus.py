@@ -76,18 +76,21 @@ def evaluate_model(
     n_bootstrap: int,
     seed: int,
     trained_on: str,
+    waves: dict[str, np.ndarray] | None = None,
 ) -> tuple[MetricsRecord | None, dict[str, int]]:
     """Score ``model`` on the clips whose label it knows; return the details record (None when
-    fewer than two of its classes are in the test corpus) and the left-out count per label."""
+    fewer than two of its classes are in the test corpus) and the left-out count per label.
+    ``waves``: the clips decoded at the model's rate, by clip id (decoded here when None)."""
     known = set(model.labels)
     kept = [c for c in clips if c.label in known]
     left_out = dict(sorted(Counter(c.label for c in clips if c.label not in known).items()))
     classes = {c.label for c in kept}
     if len(classes) < 2:
         return None, left_out
-    waves = [load_audio(c.path, model.sample_rate)[0] for c in kept]
+    if waves is None:
+        waves = {c.clip_id: load_audio(c.path, model.sample_rate)[0] for c in kept}
     speakers = [c.speaker for c in kept]
-    prob = model.predict_proba(waves, groups=speakers)
+    prob = model.predict_proba([waves[c.clip_id] for c in kept], groups=speakers)
     y_true = np.array([model.labels.index(c.label) for c in kept])
     scores = classification_metrics(
         y_true, prob, model.labels, n_bootstrap=n_bootstrap, seed=seed, groups=speakers
@@ -129,9 +132,19 @@ def cross_evaluate(
     """Score every model on the labelled clips of the test corpus: the summary and each scored
     model's details (a model with fewer than two of its classes in the corpus is not scored)."""
     results, records = [], []
+    decoded: dict[int, dict[str, np.ndarray]] = {}  # clips decoded once per sample rate
     for model in models:
+        if model.sample_rate not in decoded:
+            decoded[model.sample_rate] = {
+                c.clip_id: load_audio(c.path, model.sample_rate)[0] for c in clips
+            }
         record, left_out = evaluate_model(
-            model, clips, n_bootstrap=n_bootstrap, seed=seed, trained_on=trained_on
+            model,
+            clips,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            trained_on=trained_on,
+            waves=decoded[model.sample_rate],
         )
         if record is None:
             log.warning(
