@@ -169,6 +169,32 @@ def test_the_clean_stage_writes_the_same_bytes_through_submitit(
     assert list(Path(".seda/submitit").glob("*_log.out")), "no job ran"
 
 
+def test_featurize_writes_the_same_store_through_submitit_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Backbone batches go to jobs (the backbone loaded once per job), planned over all clips:
+    the same feature store, byte for byte, with an unreadable clip rejected the same way."""
+    from seda.stages import featurize
+    from test_featurize import SPLITS, tiny_params, write_splits
+
+    def run_in(root: Path, executor: str | None) -> dict[str, bytes]:
+        root.mkdir()
+        monkeypatch.chdir(root)
+        rows = write_splits(root, n_speakers=3, per_label=3)
+        Path(rows[4]["path"]).write_bytes(b"RIFF....WAVEnot audio at all")
+        if executor:
+            monkeypatch.setenv("SEDA_EXECUTOR", executor)
+        featurize.run(tiny_params(), "hubert", splits=SPLITS, out=Path("features"))
+        monkeypatch.delenv("SEDA_EXECUTOR", raising=False)
+        return {p.name: p.read_bytes() for p in Path("features").iterdir()}
+
+    local = run_in(tmp_path / "local", None)
+    jobs = run_in(tmp_path / "jobs", executor_file(tmp_path, chunk_size=4))
+    assert b"s0_sad_1" in local["rejected.csv"] and b"s0_sad_0" not in local["rejected.csv"]
+    assert jobs == local
+    assert len(list((tmp_path / "logs").glob("*_log.out"))) > 1, "the batches ran in several jobs"
+
+
 def test_executors_are_named_files_and_typos_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

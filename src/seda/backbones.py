@@ -378,8 +378,13 @@ def pool_hidden_states(
 
 
 def cpu_threads() -> int:
-    """Torch CPU threads: all cores, or ``SEDA_THREADS`` (set by parallel launchers)."""
-    return max(1, int(os.environ.get("SEDA_THREADS") or os.cpu_count() or 1))
+    """Torch CPU threads: the cores this process may run on (a SLURM job's CPUs, not the
+    node's), or ``SEDA_THREADS`` (set by parallel launchers)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, int(os.environ.get("SEDA_THREADS") or cores))
 
 
 def pick_device() -> torch.device:

@@ -10,13 +10,15 @@ the same backbone into the store's augmented section.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +38,7 @@ from seda.backbones import (
     pick_device,
     pool_hidden_states,
 )
+from seda.cluster import ExecutorSettings, load_executor, map_chunks
 from seda.config import build
 from seda.errors import ConfigError
 from seda.features.store import save_augmented, save_features
@@ -108,6 +111,14 @@ def prefetch(
         yield result
 
 
+class Embedded(NamedTuple):
+    """What :func:`featurize_backbone` returns."""
+
+    features: np.ndarray  # float16 (n_ok, n_layers + 1, dim)
+    kept: list[int]  # index into the paths of each row of features
+    device: str  # where the backbone ran ("cpu", "cuda:0"; the jobs' device through submitit)
+
+
 def featurize_backbone(
     paths: Sequence[str | Path],
     settings: BackboneSettings,
@@ -117,23 +128,25 @@ def featurize_backbone(
     prep: Preprocessing | None = None,
     rejects: RejectLog | None = None,
     copies: Sequence[AugmentRow] | None = None,
-) -> tuple[np.ndarray, list[int]]:
-    """Embed every readable clip: ``(features float16 (n_ok, L+1, D), indices of those clips)``.
+    executor: str | None = None,
+) -> Embedded:
+    """Embed every readable clip: features float16 (n_ok, L+1, D) and the indices of those clips.
 
     ``copies`` (one per path): embed those augmented copies of the clips instead. Unreadable or
     too-short clips go to ``rejects`` with their reason, never silently.
+
+    ``executor`` (default ``$SEDA_EXECUTOR``, :mod:`seda.cluster`): with a submitit executor the
+    batches go to jobs (SLURM array jobs, GPUs as the executor asks), each loading the backbone
+    once for its chunk of batches. The batches are planned here over all clips, so a clip is
+    padded with the same neighbours wherever it runs: on the same hardware and thread count the
+    features are the same bytes as on this machine's cores.
     """
     deterministic_torch()
-    device = device or pick_device()
     if model is None or prep is None:
         model, prep = load_backbone(settings)
-    model = model.to(device).eval()
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads())
     rejects = rejects if rejects is not None else RejectLog("featurize")
     shortest = min_samples(model)
     sr = prep.sample_rate
-
     names = [c.name for c in copies] if copies is not None else [Path(p).stem for p in paths]
 
     lengths: dict[int, int] = {}
@@ -152,43 +165,149 @@ def featurize_backbone(
         lengths[i] = n
     ids = list(lengths)
     batches = [
-        [ids[j] for j in b]
+        [
+            BatchClip(ids[j], str(paths[ids[j]]), copies[ids[j]] if copies is not None else None)
+            for j in b
+        ]
         for b in length_batches(
             [lengths[i] for i in ids], int(settings.batch_seconds * sr), settings.max_batch_size
         )
     ]
 
-    def load(batch: list[int]) -> list[tuple[int, np.ndarray | str]]:
-        out: list[tuple[int, np.ndarray | str]] = []
-        for i in batch:
-            try:
-                out.append((i, load_audio(paths[i], sr)[0]))
-            except AudioError as err:
-                out.append((i, str(err)))
-        return out
-
+    remote = load_executor(executor)
+    if remote.engine == "submitit":
+        done = _embed_in_jobs(batches, settings, remote, sum(lengths.values()))
+    else:
+        device = device or pick_device()
+        model = model.to(device).eval()
+        if device.type == "cpu":
+            torch.set_num_threads(cpu_threads())
+        done = _embed_here(batches, settings, model, prep, device, sum(lengths.values()) / sr)
     results: dict[int, np.ndarray] = {}
-    total = sum(lengths.values()) / sr
-    with (
-        ThreadPoolExecutor(1) as pool,
-        tqdm(total=round(total, 1), desc="featurize", unit="s", disable=None) as bar,
-    ):
-        for loaded in prefetch(pool, load, batches):
-            good = [(i, w) for i, w in loaded if isinstance(w, np.ndarray)]
-            if copies is not None:  # here, not in the loading thread: it sets torch's threads
-                good = [(i, augment_wave(w, sr, copies[i])) for i, w in good]
-            for i, reason in loaded:
-                if isinstance(reason, str):
-                    rejects.add(names[i], paths[i], reason)
-            if good:
-                pooled = embed_batch(model, prep, [w for _, w in good], settings.pooling, device)
-                for (i, _), vec in zip(good, pooled.numpy(), strict=True):
-                    results[i] = vec.astype(np.float16)
-            bar.update(round(sum(lengths[i] for i, _ in loaded) / sr, 1))
+    failed: dict[int, str] = {}
+    devices: set[str] = set()
+    for batch_device, embedded in done:  # in any order: jobs finish when they finish
+        devices.add(batch_device)
+        for i, vec in embedded:
+            if isinstance(vec, str):
+                failed[i] = vec
+            else:
+                results[i] = vec
+    for i in sorted(failed):
+        rejects.add(names[i], paths[i], failed[i])
     kept = sorted(results)
     if not kept:
         raise ConfigError("featurize: no clip could be embedded (see the rejected rows)")
-    return np.stack([results[i] for i in kept]), kept
+    return Embedded(np.stack([results[i] for i in kept]), kept, ",".join(sorted(devices)))
+
+
+@dataclass(frozen=True)
+class BatchClip:
+    """One clip of a planned batch: its index in the caller's list, its file, the augmented copy
+    to make of it (None: the clip itself)."""
+
+    index: int
+    path: str
+    copy: AugmentRow | None = None
+
+
+# A batch's outcome: the device it ran on, and per clip its pooled vector or why it failed.
+BatchResult = tuple[str, list[tuple[int, np.ndarray | str]]]
+
+
+def _load_batch(batch: list[BatchClip], sr: int) -> list[tuple[BatchClip, np.ndarray | str]]:
+    out: list[tuple[BatchClip, np.ndarray | str]] = []
+    for clip in batch:
+        try:
+            out.append((clip, load_audio(clip.path, sr)[0]))
+        except AudioError as err:
+            out.append((clip, str(err)))
+    return out
+
+
+def _embed_loaded(
+    loaded: list[tuple[BatchClip, np.ndarray | str]],
+    settings: BackboneSettings,
+    model: torch.nn.Module,
+    prep: Preprocessing,
+    device: torch.device,
+) -> BatchResult:
+    """Augment (where asked) and embed one decoded batch; failed decodes keep their reason."""
+    good = [
+        (c.index, augment_wave(w, prep.sample_rate, c.copy) if c.copy is not None else w)
+        for c, w in loaded
+        if isinstance(w, np.ndarray)
+    ]
+    out: list[tuple[int, np.ndarray | str]] = [
+        (c.index, w) for c, w in loaded if isinstance(w, str)
+    ]
+    if good:
+        pooled = embed_batch(model, prep, [w for _, w in good], settings.pooling, device)
+        vectors = pooled.numpy().astype(np.float16)
+        out += [(i, vec) for (i, _), vec in zip(good, vectors, strict=True)]
+    return str(device), out
+
+
+def _embed_here(
+    batches: list[list[BatchClip]],
+    settings: BackboneSettings,
+    model: torch.nn.Module,
+    prep: Preprocessing,
+    device: torch.device,
+    total_seconds: float,
+) -> Iterator[BatchResult]:
+    """The batches on this machine; the next batch is decoded in a thread while the model runs
+    (augmentation stays in this thread: it sets torch's thread count)."""
+    sr = prep.sample_rate
+    with (
+        ThreadPoolExecutor(1) as pool,
+        tqdm(total=round(total_seconds, 1), desc="featurize", unit="s", disable=None) as bar,
+    ):
+        for loaded in prefetch(pool, lambda b: _load_batch(b, sr), batches):
+            yield _embed_loaded(loaded, settings, model, prep, device)
+            bar.update(round(sum(len(w) for _, w in loaded if not isinstance(w, str)) / sr, 1))
+
+
+class BatchEmbedder:
+    """A job's function: embed one planned batch, loading the backbone on the first call (once
+    per job process: a chunk of batches shares it). Picklable: it travels as settings only."""
+
+    def __init__(self, settings: BackboneSettings) -> None:
+        self.settings = settings
+        self._loaded: tuple[torch.nn.Module, Preprocessing, torch.device] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"settings": self.settings, "_loaded": None}
+
+    def __call__(self, batch: list[BatchClip]) -> BatchResult:
+        if self._loaded is None:
+            deterministic_torch()
+            model, prep = load_backbone(self.settings)
+            device = pick_device()
+            if device.type == "cpu":
+                torch.set_num_threads(cpu_threads())
+            self._loaded = (model.to(device).eval(), prep, device)
+        model, prep, device = self._loaded
+        loaded = _load_batch(batch, prep.sample_rate)
+        return _embed_loaded(loaded, self.settings, model, prep, device)
+
+
+def _embed_in_jobs(
+    batches: list[list[BatchClip]],
+    settings: BackboneSettings,
+    remote: ExecutorSettings,
+    total_samples: int,
+) -> Iterator[BatchResult]:
+    """The batches through submitit: chunks of whole batches of about ``chunk_size`` clips, one
+    process per job (its own threads or GPU, not per-file workers)."""
+    mean_batch = max(1.0, sum(len(b) for b in batches) / max(1, len(batches)))
+    per_job = dataclasses.replace(
+        remote, workers=1, chunk_size=max(1, round(remote.chunk_size / mean_batch))
+    )
+    for outcome in map_chunks(BatchEmbedder(settings), batches, per_job, desc="featurize"):
+        if outcome.error is not None:  # a bug, not a bad clip: the clips' errors are results
+            raise RuntimeError(f"featurize: a batch failed in its job: {outcome.error}")
+        yield outcome.result
 
 
 def write_backbone_features(
@@ -208,7 +327,7 @@ def write_backbone_features(
     start = time.perf_counter()
     model, prep = load_backbone(settings)
     device = pick_device()
-    features, kept = featurize_backbone(
+    features, kept, ran_on = featurize_backbone(
         [r.path for r in rows], settings, device=device, model=model, prep=prep, rejects=rejects
     )
     meta = {
@@ -220,7 +339,7 @@ def write_backbone_features(
         "sample_rate": prep.sample_rate,
         "preprocessing": prep.as_dict(),
         "backbone": backbone_reference(settings, model),
-        "device": str(device),
+        "device": ran_on,
     }
     save_features(out_dir, features, [rows[i] for i in kept], meta)
     rejects.write(out_dir / "rejected.csv")
@@ -235,7 +354,7 @@ def write_backbone_features(
         copies = plan_copies(training_clips(rows, protocol), augment)
     if copies:
         aug_rejects = RejectLog("featurize")
-        x, done = featurize_backbone(
+        x, done, _ = featurize_backbone(
             [c.path for c in copies],
             settings,
             device=device,
