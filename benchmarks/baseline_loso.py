@@ -33,7 +33,9 @@ their fields): each variant is run once per preset, in the same run. A preset wi
 augments every file (in LOSO each is a training row of the folds that do not test it); each
 outer fold then fits on its five speakers' files plus their copies, never the test speaker's, as
 the pipeline's folds do (seda.models.folds.TrainingRows); the inner search and the per-speaker
-standardisation see the copies as rows of their clip's speaker. ``--music DIR`` names the music
+standardisation see the copies as the pipeline's model does (seda.models.baseline: copies and
+repeats train, and are grouped with their clip, but are never scored in the inner search nor
+counted in a speaker's statistics). ``--music DIR`` names the music
 beds of a preset with music; ``--synth-music DIR`` first writes eight synthetic ones there (the
 demo corpus's four-chord loops with drums, seeds 1 to 8), since no music corpus is at hand
 offline.
@@ -287,9 +289,11 @@ def loso(
     for spk in np.unique(speakers):
         test = speakers == spk
         rows = training.rows(np.flatnonzero(~test), labels_all)
-        made_from = np.concatenate([rows[rows < n], training.base[rows[rows >= n] - n]])
+        made_from, copy = training.origins(rows, n)
         assert not test[made_from].any()  # nothing of the test speaker, nor made from it
-        model = BaselineModel(settings).fit(X_all[rows], labels_all[rows], speakers_all[rows])
+        model = BaselineModel(settings).fit(
+            X_all[rows], labels_all[rows], speakers_all[rows], groups=made_from, augmented=copy
+        )
         predicted[test] = model.predict(X_test[test], speakers[test])
         folds[str(spk)] = {
             "uar": _fold_uar(labels[test], predicted[test]),

@@ -326,9 +326,12 @@ def test_stages_augment_and_train_on_train_rows_only(
     fits: list[tuple[int, set[str]]] = []
     real_fit = baseline_module.BaselineModel.fit
 
-    def spy(self, X, y, speakers=None):  # type: ignore[no-untyped-def]
+    def spy(self, X, y, speakers=None, *, groups, augmented):  # type: ignore[no-untyped-def]
         fits.append((len(X), set(speakers)))
-        return real_fit(self, X, y, speakers)
+        # each copy is marked and grouped with its clip, which is a training row of the fold
+        assert np.sum(augmented) == 2 * np.sum(~augmented)
+        assert set(groups[augmented]) == set(groups[~augmented])
+        return real_fit(self, X, y, speakers, groups=groups, augmented=augmented)
 
     monkeypatch.setattr(baseline_module.BaselineModel, "fit", spy)
     train_baseline.run(p, features=store, outputs=outputs(tmp_path))

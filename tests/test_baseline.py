@@ -29,6 +29,7 @@ from seda.models.baseline import (
     inner_search,
     member_columns,
     per_speaker_standardise,
+    recorded_rows,
 )
 
 SR = 16000
@@ -362,6 +363,42 @@ def test_inner_search_holds_out_whole_speakers() -> None:
     [(_, by_speaker)] = inner_search(Z, y, speakers, [grid], settings)
     [(_, by_clip)] = inner_search(Z, y, None, [grid], settings)
     assert by_clip == 1.0 and by_speaker < 0.7
+
+
+def test_copies_train_but_are_never_scored_or_counted() -> None:
+    """Augmented copies (here exact duplicates of their clips, labels carrying no signal) must
+    not let a fold score a clip whose copy it trained on, nor move a speaker's statistics."""
+    rng = np.random.default_rng(11)
+    n = 120
+    X = rng.normal(size=(n, 30))
+    y = np.tile([0, 1], n // 2)
+    clip = np.arange(n)
+    Xa, ya = np.concatenate([X, X]), np.concatenate([y, y])
+    groups, augmented = np.concatenate([clip, clip]), np.repeat([False, True], n)
+    settings = BaselineSettings(features=["mfcc"], n_mfcc=15, C_grid=[10.0], gamma_grid=[0.5])
+    (grid,) = candidates(settings)
+    # 5-fold (fewer than three speakers): a copy in training, its clip held out = memorised
+    [(_, leaky)] = inner_search(Xa, ya, None, [grid], settings)
+    [(_, grouped)] = inner_search(Xa, ya, None, [grid], settings, groups, ~augmented)
+    assert leaky > 0.8 and grouped < 0.65  # a copy in training: 4 folds in 5 memorised
+
+    speakers = np.repeat(["a", "b", "c"], n // 3)
+    shifted = np.concatenate([X, X + 5.0])  # copies far off: the recorded clips' stats rule
+    with_copies = per_speaker_standardise(
+        shifted, np.tile(speakers, 2), measured=recorded_rows(groups, augmented)
+    )
+    np.testing.assert_allclose(with_copies[:n], per_speaker_standardise(X, speakers))
+    for spk in "abc":  # each copy standardised with its speaker's recorded statistics
+        rows = speakers == spk
+        shift = 5.0 / X[rows].std(axis=0)
+        np.testing.assert_allclose(with_copies[n:][rows], with_copies[:n][rows] + shift)
+
+
+def test_recorded_rows_count_each_clip_once() -> None:
+    groups = np.array([0, 1, 2, 1, 0, 2, 1])  # rows 3 and 6 repeat clip 1; rows 4, 5 are copies
+    augmented = np.array([False, False, False, False, True, True, False])
+    expected = [True, True, True, False, False, False, False]
+    assert recorded_rows(groups, augmented).tolist() == expected
 
 
 def test_inner_folds_may_lack_a_class() -> None:

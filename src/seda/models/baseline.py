@@ -67,25 +67,40 @@ def per_speaker_standardise(
     *,
     min_clips: int = 1,
     fallback: tuple[np.ndarray, np.ndarray] | None = None,
+    measured: np.ndarray | None = None,
 ) -> np.ndarray:
     """Z-score every feature within each speaker, using that speaker's rows only.
 
     Constant features (std 0) are only centred. Speakers with fewer than ``min_clips`` rows use
-    the ``fallback`` (mean, std) when given.
+    the ``fallback`` (mean, std) when given. ``measured`` (a boolean mask): the rows whose
+    statistics count (a speaker's recorded clips, not their augmented copies or repeats, which
+    are standardised like their clips); all rows when None.
     """
     X = np.asarray(X, dtype=np.float64)
     speakers = np.asarray([str(s) for s in speakers])
     if len(speakers) != len(X):
         raise ValueError(f"{len(X)} feature rows but {len(speakers)} speakers")
+    measured = np.ones(len(X), dtype=bool) if measured is None else np.asarray(measured, bool)
     out = np.empty_like(X)
     for spk in np.unique(speakers):
         rows = speakers == spk
-        if rows.sum() < min_clips and fallback is not None:
+        stats = rows & measured
+        if stats.sum() < min_clips and fallback is not None:
             mean, std = fallback
         else:
-            mean, std = X[rows].mean(axis=0), X[rows].std(axis=0)
+            mean, std = X[stats].mean(axis=0), X[stats].std(axis=0)
         out[rows] = (X[rows] - mean) / _safe(std)
     return out
+
+
+def recorded_rows(groups: np.ndarray, augmented: np.ndarray) -> np.ndarray:
+    """Mask of the rows that are recorded clips, each once: not an augmented copy, and the first
+    such row of its clip (oversampling repeats a clip's row)."""
+    own = np.flatnonzero(~np.asarray(augmented, bool))
+    _, first = np.unique(np.asarray(groups)[own], return_index=True)
+    recorded = np.zeros(len(groups), dtype=bool)
+    recorded[own[first]] = True
+    return recorded
 
 
 def _safe(std: np.ndarray) -> np.ndarray:
@@ -249,10 +264,10 @@ def _new_pipeline(
     settings: BaselineSettings,
     n_classes: int,
     calibrated: bool = True,
-    calibration_folds: int = 5,
+    calibration_folds: int | list[tuple[np.ndarray, np.ndarray]] = 5,
 ) -> Any:
     """StandardScaler -> the candidate's classifier (the SVM Platt-calibrated when asked, on
-    ``calibration_folds`` folds)."""
+    ``calibration_folds`` stratified folds, or on the given (train, test) index pairs)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.linear_model import LogisticRegression
@@ -278,7 +293,9 @@ def _new_pipeline(
                 clf,
                 method="sigmoid",
                 ensemble=False,
-                cv=StratifiedKFold(calibration_folds, shuffle=True, random_state=s.seed),
+                cv=calibration_folds
+                if isinstance(calibration_folds, list)
+                else StratifiedKFold(calibration_folds, shuffle=True, random_state=s.seed),
             )
     elif cand.classifier == "logreg":
         clf = LogisticRegression(
@@ -298,19 +315,24 @@ def inner_search(
     speakers: Sequence[Any] | None,
     grid: Sequence[Candidate],
     settings: BaselineSettings,
+    groups: np.ndarray | None = None,
+    recorded: np.ndarray | None = None,
 ) -> list[tuple[Candidate, float]]:
     """UAR of every candidate by cross-validation on these (training) rows only: leave one
-    speaker out when there are three speakers or more, else 5-fold stratified. The UAR is pooled
-    over all held-out rows, like the outer evaluation's headline figure. Returns the candidates
-    best first (ties in grid order)."""
+    speaker out when there are three speakers or more, else 5-fold stratified (by clip:
+    ``groups``, when rows repeat or copy a clip). The UAR is pooled over the held-out recorded
+    clips (``recorded``; every row when None), like the outer evaluation's headline figure:
+    augmented copies and repeats train the inner folds but are never scored. Returns the
+    candidates best first (ties in grid order)."""
     from sklearn.metrics import balanced_accuracy_score
-    from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
+    from sklearn.model_selection import LeaveOneGroupOut
 
-    groups = None if speakers is None else np.asarray([str(v) for v in speakers])
-    if groups is not None and len(np.unique(groups)) >= 3:
-        folds = list(LeaveOneGroupOut().split(Z, codes, groups))
+    by_speaker = None if speakers is None else np.asarray([str(v) for v in speakers])
+    if by_speaker is not None and len(np.unique(by_speaker)) >= 3:
+        folds = list(LeaveOneGroupOut().split(Z, codes, by_speaker))
     else:
-        folds = list(StratifiedKFold(5, shuffle=True, random_state=settings.seed).split(Z, codes))
+        folds = _stratified_folds(5, codes, groups, settings.seed)
+    scored_rows = np.ones(len(codes), bool) if recorded is None else recorded
     scored = []
     for cand in grid:
         cols = member_columns(settings, cand.features, Z.shape[1])
@@ -323,10 +345,25 @@ def inner_search(
             pipe = _new_pipeline(cand, settings, n_classes, calibrated=False)
             pipe.fit(_take(Z, train, cols), codes[train])
             predicted[test] = pipe.predict(_take(Z, test, cols))
-        scored.append((cand, float(balanced_accuracy_score(codes, predicted))))
+        score = balanced_accuracy_score(codes[scored_rows], predicted[scored_rows])
+        scored.append((cand, float(score)))
         log.debug("baseline inner CV: %s UAR %.3f", cand.describe(), scored[-1][1])
     order = sorted(range(len(scored)), key=lambda i: (-scored[i][1], i))
     return [scored[i] for i in order]
+
+
+def _stratified_folds(
+    n: int, codes: np.ndarray, groups: np.ndarray | None, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n`` stratified folds; all rows of a group (a clip, its copies and repeats) in one fold,
+    so that no fold is scored on a copy of a clip it trained on."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if groups is None or len(np.unique(groups)) == len(groups):
+        return list(StratifiedKFold(n, shuffle=True, random_state=seed).split(codes, codes))
+    return list(
+        StratifiedGroupKFold(n, shuffle=True, random_state=seed).split(codes, codes, groups)
+    )
 
 
 def _take(Z: np.ndarray, rows: Any, cols: np.ndarray) -> np.ndarray:
@@ -383,7 +420,9 @@ class BaselineModel:
             return None
         return self.arrays["pooled.mean"], self.arrays["pooled.std"]
 
-    def _prepare(self, X: np.ndarray, speakers: Sequence[Any] | None) -> np.ndarray:
+    def _prepare(
+        self, X: np.ndarray, speakers: Sequence[Any] | None, measured: np.ndarray | None = None
+    ) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         if self.n_features is not None and (X.ndim != 2 or X.shape[1] != self.n_features):
             raise ValueError(f"features of shape {X.shape}: the model takes {self.n_features}")
@@ -392,14 +431,30 @@ class BaselineModel:
         if speakers is None:
             raise ValueError("speaker_standardise is on: pass the speaker of every row")
         return per_speaker_standardise(
-            X, speakers, min_clips=self.settings.min_speaker_clips, fallback=self.pooled
+            X,
+            speakers,
+            min_clips=self.settings.min_speaker_clips,
+            fallback=self.pooled,
+            measured=measured,
         )
 
     def fit(
-        self, X: np.ndarray, y: Sequence[str], speakers: Sequence[Any] | None = None
+        self,
+        X: np.ndarray,
+        y: Sequence[str],
+        speakers: Sequence[Any] | None = None,
+        *,
+        groups: Sequence[Any] | None = None,
+        augmented: Sequence[bool] | None = None,
     ) -> BaselineModel:
         """Fit on labelled rows; with ``tune`` the classifier, its hyperparameters and the
-        feature subset are searched by inner cross-validation on these (training) speakers only."""
+        feature subset are searched by inner cross-validation on these (training) speakers only.
+
+        Training rows may include augmented copies and oversampling repeats: ``groups`` names
+        each row's clip (a copy or repeat shares its clip's), ``augmented`` marks the copies.
+        Speaker statistics, the inner search's scores and the calibration's held-out folds then
+        come from the recorded clips, each once; copies and repeats only train.
+        """
         X = np.asarray(X, dtype=np.float64)
         if not np.all(np.isfinite(X)):
             raise ValueError("features contain NaN/inf: drop the rejected clips first")
@@ -407,27 +462,41 @@ class BaselineModel:
         if len(self.labels) < 2:
             raise ValueError(f"need at least two classes to fit, got {self.labels}")
         codes = np.searchsorted(self.labels, [str(v) for v in y])
+        row_groups = np.arange(len(X)) if groups is None else np.asarray([str(g) for g in groups])
+        copies = np.zeros(len(X), bool) if augmented is None else np.asarray(augmented, bool)
+        if len(row_groups) != len(X) or len(copies) != len(X):
+            raise ValueError(f"{len(X)} feature rows: give groups and augmented for each")
+        recorded = recorded_rows(row_groups, copies)
         self.n_features = None  # the pooled statistics below are the new model's
-        self.arrays = {"pooled.mean": X.mean(axis=0), "pooled.std": X.std(axis=0)}
-        Z = self._prepare(X, speakers)
+        self.arrays = {
+            "pooled.mean": X[recorded].mean(axis=0),
+            "pooled.std": X[recorded].std(axis=0),
+        }
+        Z = self._prepare(X, speakers, recorded)
         self.n_features = X.shape[1]
         chosen: list[tuple[Candidate, float | None]]
         if self.settings.tune:
-            ranked = inner_search(Z, codes, speakers, candidates(self.settings), self.settings)
+            ranked = inner_search(
+                Z, codes, speakers, candidates(self.settings), self.settings, row_groups, recorded
+            )
             chosen = list(choose(ranked, int(self.settings.fuse)))
         else:
             chosen = [(fixed_candidate(self.settings), None)]
         # Platt scaling wants every class in every calibration fold: fewer folds for rare classes.
-        smallest = int(np.bincount(codes).min())
+        clips_per_class = np.bincount(codes[recorded], minlength=len(self.labels))
+        smallest = int(clips_per_class.min())
         if smallest < 2:
-            rare = [self.labels[c] for c in np.flatnonzero(np.bincount(codes) < 2)]
+            rare = [self.labels[c] for c in np.flatnonzero(clips_per_class < 2)]
             raise ValueError(f"label(s) {rare} have a single training clip: too few to learn")
+        folds: int | list[tuple[np.ndarray, np.ndarray]] = min(5, smallest)
+        if not np.all(recorded):  # copies or repeats: a clip's rows in one calibration fold
+            folds = _stratified_folds(folds, codes, row_groups, self.settings.seed)
         self.members = []
         for i, (cand, score) in enumerate(chosen):
             cols = member_columns(self.settings, cand.features, X.shape[1])
             Zm = _take(Z, slice(None), cols)
             pipeline = _new_pipeline(
-                cand, self.settings, len(self.labels), calibration_folds=min(5, smallest)
+                cand, self.settings, len(self.labels), calibration_folds=folds
             ).fit(Zm, codes)
             gamma_value = self._keep_arrays(_prefix(i), cand, pipeline, Zm)
             self.members.append(

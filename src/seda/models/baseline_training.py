@@ -4,6 +4,7 @@ of the training rows (:mod:`seda.augment`) when asked."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ from seda.models.folds import TrainingRows, stack_augmented
 
 class BaselineLearner:
     """:class:`BaselineModel` on (n, 1, d) classical features; rows past the labelled ones are
-    augmented copies (``training``; each with its clip's speaker), used for fitting only."""
+    augmented copies (``training``; each with its clip's speaker), used for fitting only: the
+    model's speaker statistics, inner search scores and calibration folds see each recorded
+    clip once, and copies and repeats only with their clip."""
 
     def __init__(
         self,
@@ -45,8 +48,13 @@ class BaselineLearner:
 
     def fit(self, train: np.ndarray, val: np.ndarray) -> list[dict[str, Any]]:
         rows = self.training.rows(train, self.y)
+        clip_of, augmented = self.training.origins(rows, len(self.y) - len(self.training.base))
         self.model = BaselineModel(self.settings).fit(
-            self.x[rows], [self.labels[i] for i in self.y[rows]], self.speakers[rows]
+            self.x[rows],
+            [self.labels[i] for i in self.y[rows]],
+            self.speakers[rows],
+            groups=clip_of,
+            augmented=augmented,
         )
         return []
 
@@ -98,6 +106,9 @@ def train_baseline(
         settings=evaluation,
         seed=seed,
         backbone=None,
-        card_fields={"audio": dict(audio) if audio is not None else None},
+        card_fields={
+            "audio": dict(audio) if audio is not None else None,
+            "augment": dataclasses.asdict(augment) if augment.enabled else None,
+        },
         outputs=outputs,
     )

@@ -143,6 +143,9 @@ class ModelCard:
     preprocessing: InputPreprocessing | None = None
     # How raw audio became the training clips: {"clean": ..., "vad": ...} sections of params.
     audio: dict[str, Any] | None = None
+    # The augment section its training rows were made with (copies, speeds, SNRs, music,
+    # oversampling; seda.augment); None when nothing was augmented or repeated.
+    augment: dict[str, Any] | None = None
     features: FeatureShape | None = None  # the stored features it was trained on, if any
     trained_on: TrainedOn
     train: dict[str, Any] | None = None  # the train section (probe and finetune)

@@ -91,6 +91,15 @@ class TrainingRows:
         rows = np.concatenate([train, n + np.flatnonzero(np.isin(self.base, train))])
         return oversample(rows, y, self.seed) if self.oversample else rows
 
+    def origins(self, rows: np.ndarray, n_labelled: int) -> tuple[np.ndarray, np.ndarray]:
+        """For each of ``rows`` (as :meth:`rows` returns them, of ``n_labelled`` labelled rows
+        and the copies after them): the labelled row it is, or was copied from, and whether it
+        is a copy."""
+        copy = rows >= n_labelled
+        clip = rows.copy()
+        clip[copy] = self.base[rows[copy] - n_labelled]
+        return clip, copy
+
 
 def oversample(rows: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """``rows`` plus rows of each smaller class, drawn from that class's ``rows`` (without

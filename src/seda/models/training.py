@@ -494,6 +494,7 @@ def train_backbone(
         "head": HeadShape(hidden=settings.hidden, dropout=settings.dropout),
         "train": dataclasses.asdict(settings),
         "audio": dict(audio) if audio is not None else None,
+        "augment": dataclasses.asdict(augment) if augment.enabled else None,
     }
     make: Callable[[], Learner]
     if settings.mode == "probe":
