@@ -207,7 +207,9 @@ def test_executors_are_named_files_and_typos_are_refused(
     assert load_executor("slurm").engine == "submitit"
     monkeypatch.setenv("SEDA_EXECUTOR", "submitit_local")
     assert load_executor().cluster == "local"
-    with pytest.raises(ConfigError, match=r"'slrum'.*known: local, slurm, submitit_local"):
+    with pytest.raises(
+        ConfigError, match=r"'slrum'.*known: local, slurm, slurm_gpu, submitit_local"
+    ):
         load_executor("slrum")
     Path("typo.yaml").write_text("engine: submitit\nchunk_sise: 4\n")
     with pytest.raises(ConfigError, match=r"typo\.yaml: executor has unknown key.*chunk_sise"):
