@@ -73,8 +73,7 @@ def per_speaker_standardise(
 
     Constant features (std 0) are only centred. Speakers with fewer than ``min_clips`` rows use
     the ``fallback`` (mean, std) when given. ``measured`` (a boolean mask): the rows whose
-    statistics count (a speaker's recorded clips, not their augmented copies or repeats, which
-    are standardised like their clips); all rows when None.
+    statistics count (not an oversampling repeat of a row already counted); all rows when None.
     """
     X = np.asarray(X, dtype=np.float64)
     speakers = np.asarray([str(s) for s in speakers])
@@ -452,8 +451,10 @@ class BaselineModel:
 
         Training rows may include augmented copies and oversampling repeats: ``groups`` names
         each row's clip (a copy or repeat shares its clip's), ``augmented`` marks the copies.
-        Speaker statistics, the inner search's scores and the calibration's held-out folds then
-        come from the recorded clips, each once; copies and repeats only train.
+        The inner search scores the recorded clips only, each once, and a clip's rows stay in
+        one calibration fold. A speaker's copies are standardised with their own statistics,
+        apart from the speaker's recorded clips: like a test speaker recorded in noise, which
+        is standardised with its own (noisy) statistics. Repeats count once in statistics.
         """
         X = np.asarray(X, dtype=np.float64)
         if not np.all(np.isfinite(X)):
@@ -472,7 +473,16 @@ class BaselineModel:
             "pooled.mean": X[recorded].mean(axis=0),
             "pooled.std": X[recorded].std(axis=0),
         }
-        Z = self._prepare(X, speakers, recorded)
+        distinct = np.ones(len(X), dtype=bool)
+        if not np.all(recorded):  # a repeat adds nothing to the statistics
+            distinct[:] = False
+            distinct[np.unique(X, axis=0, return_index=True)[1]] = True
+        standardise_as = speakers  # a speaker's copies: a recording condition of its own
+        if speakers is not None and copies.any():
+            standardise_as = [
+                f"{s}\x1fcopies" if c else str(s) for s, c in zip(speakers, copies, strict=True)
+            ]
+        Z = self._prepare(X, standardise_as, distinct)
         self.n_features = X.shape[1]
         chosen: list[tuple[Candidate, float | None]]
         if self.settings.tune:
