@@ -52,26 +52,34 @@ of the files themselves: how robust each model is to noise and music the studio 
 Augmentation measured (``default`` variant, 2 copies per file; pooled UAR, fold mean±SD,
 per-fold, and ΔUAR of the pooled UAR against the run's first preset on the same clips, 95%
 paired bootstrap over clips, 2000 resamples; the music beds are the eight synthetic loops, so
-``youtube`` here is speed + noise + synthetic music):
+``youtube`` here is speed + noise + synthetic music). Measured 2026-11-28 on commit 1c2bab3, where
+copies train but are never scored by the inner search, stay with their clip in calibration
+folds, and are standardised with their speaker's copies' statistics:
 
     python benchmarks/baseline_loso.py --variants default --augment none speed noise youtube \
         --synth-music /tmp/music
     none                0.565 0.586±0.093 0.67 0.52 0.66 0.59 0.43 0.64
-    speed               0.571 0.602±0.125 0.77 0.50 0.65 0.63 0.42 0.64  +0.005 [-0.011, +0.022]
-    noise               0.572 0.616±0.137 0.85 0.53 0.67 0.58 0.46 0.60  +0.007 [-0.010, +0.024]
-    youtube             0.581 0.624±0.135 0.86 0.52 0.66 0.61 0.47 0.63  +0.015 [-0.001, +0.033]
+    speed               0.571 0.602±0.124 0.77 0.50 0.66 0.63 0.42 0.64  +0.006 [-0.010, +0.022]
+    noise               0.580 0.611±0.117 0.77 0.55 0.68 0.59 0.43 0.65  +0.015 [-0.001, +0.030]
+    youtube             0.580 0.606±0.107 0.72 0.52 0.69 0.58 0.45 0.67  +0.014 [-0.000, +0.031]
     ... --augment none youtube --set oversample=true
-    none[oversample]    0.564 0.583±0.084 0.66 0.54 0.66 0.57 0.44 0.63
-    youtube[oversample] 0.590 0.630±0.128 0.84 0.52 0.68 0.63 0.48 0.63  +0.025 [+0.008, +0.042]
+    none[oversample]    0.567 0.589±0.087 0.67 0.54 0.65 0.60 0.44 0.63
+    youtube[oversample] 0.580 0.607±0.106 0.73 0.53 0.69 0.59 0.45 0.66  +0.013 [-0.002, +0.029]
     ... --augment none noise youtube --test-condition youtube (test files degraded)
     none@youtube        0.519 0.538±0.091 0.64 0.45 0.62 0.51 0.42 0.59
-    noise@youtube       0.546 0.588±0.138 0.83 0.45 0.62 0.57 0.45 0.61  +0.026 [+0.007, +0.047]
-    youtube@youtube     0.558 0.596±0.124 0.81 0.48 0.62 0.58 0.47 0.61  +0.039 [+0.019, +0.058]
+    noise@youtube       0.528 0.557±0.112 0.72 0.44 0.60 0.54 0.43 0.61  +0.009 [-0.009, +0.027]
+    youtube@youtube     0.552 0.575±0.103 0.71 0.48 0.64 0.56 0.43 0.63  +0.033 [+0.014, +0.053]
 
-On the clean studio files the gains are small: only youtube with oversampling has an interval
-above 0 (one comparison of several), and the fold-mean gains come mostly from speaker 1157,
-scored on two classes. With noise and music in the test audio the clean-trained model loses
-0.046 UAR, and training on degraded copies wins back 0.026 (noise) to 0.039 (youtube) of it;
+Before that commit the copies were standardised with all of their speaker's rows (clips and
+copies together) and scored in the inner search: youtube 0.581, youtube[oversample] 0.590,
+noise@youtube 0.546, youtube@youtube 0.558. Standardising copies with the clean clips'
+statistics only (commit 38a0741) removed the gains (noise 0.565, youtube 0.576; noise@youtube
+0.500, youtube@youtube 0.519): copies in another condition then sit off-centre, while a test
+speaker in noise is centred by its own statistics.
+
+On the clean studio files the gains are small (about +0.015, intervals touching 0). With noise
+and music in the test audio the clean-trained model loses 0.046 UAR, and training on youtube
+copies wins back 0.033 of it;
 ``youtube@youtube`` draws its test beds from the same eight loops as training (other offsets and
 SNRs): an upper bound for unseen music.
 
