@@ -34,6 +34,7 @@ from seda.checkpoints import (
     weights_file,
 )
 from seda.config import ConfigError
+from seda.parallel import cpu_cores
 
 log = logging.getLogger(__name__)
 
@@ -380,11 +381,7 @@ def pool_hidden_states(
 def cpu_threads() -> int:
     """Torch CPU threads: the cores this process may run on (a SLURM job's CPUs, not the
     node's), or ``SEDA_THREADS`` (set by parallel launchers)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, int(os.environ.get("SEDA_THREADS") or cores))
+    return max(1, int(os.environ.get("SEDA_THREADS") or cpu_cores()))
 
 
 def pick_device() -> torch.device:
