@@ -18,9 +18,15 @@ import torch
 
 
 def deterministic_torch() -> None:
-    """Deterministic torch kernels from here on (cuBLAS needs its workspace size fixed first)."""
+    """Deterministic torch kernels from here on (cuBLAS needs its workspace size fixed first).
+
+    ``set_deterministic_debug_mode("warn")`` sets the same kernel flag as
+    ``use_deterministic_algorithms(True, warn_only=True)`` without that function's import of
+    torch's compiler (``torch._inductor``, about 2 s a process), which only matters to
+    ``torch.compile`` and seda compiles nothing.
+    """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_deterministic_debug_mode("warn")
     torch.backends.cudnn.benchmark = False
 
 
