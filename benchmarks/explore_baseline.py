@@ -5,8 +5,9 @@ search picked (never the held-out speaker). Uses the cached feature blocks of ba
 
     OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/explore_baseline.py FAMILY [...]
 
-FAMILY: norm, zoo, extract (then feats), aug, selftrain, st2, augst. SVM scores here are the
-SVC's decision values (no Platt scaling), so the default gives 0.567, not the pipeline's 0.565.
+FAMILY: norm, zoo, extract (then feats), aug, selftrain, st2, augst, scorenorm. SVM scores
+here are the SVC's decision values (no Platt scaling), so the default gives 0.567, not the
+pipeline's 0.565.
 Measured 2026-11-28, one core; pooled UAR, fold mean±SD, folds 1157 1234 1358 1984 6783 7895:
 
     norm   z-score (the pipeline's), C by inner        0.567 0.587±0.093 .67 .52 .66 .59 .43 .64
@@ -28,6 +29,11 @@ Measured 2026-11-28, one core; pooled UAR, fold mean±SD, folds 1157 1234 1358 1
                                                        0.606 0.633±0.129 .79 .53 .75 .61 .45 .66
     st2    fraction grid widened after seeing selftrain's result (a mild meta-leak)
                                                        0.609 0.640±0.140 .83 .53 .75 .61 .45 .67
+
+    scorenorm  each class's SVM score centred (or z-scored) over the test speaker's clips,
+           label-free; C 0.3 / 1 / 3 fixed: none 0.582 / 0.574 / 0.567, centred 0.582 /
+           0.574 / 0.565, z 0.581 / 0.574 / 0.566; inner LOSO means move by under 0.01
+           (per-speaker feature standardisation already balances the classes' scores)
 
 None reaches 0.62. Self-training (transductive: it refits on the test speaker's own
 pseudo-labelled clips) is the only gain beyond noise-sized ones, and it would make a clip's
@@ -372,6 +378,35 @@ def exp_augst(X, y, spk, blocks):
         report(f"{c.name} (fixed)", y, spk, res["outer"][:, j].argmax(1))
     pred, chose = select(res, y, spk)
     report("aug svmavg selftrain frac inner-chosen", y, spk, pred, chose)
+
+
+def speaker_centred(S: np.ndarray, groups: np.ndarray, how: str) -> np.ndarray:
+    """Scores with each class column centred (``center``) or z-scored (``z``) per group."""
+    S = S.copy()
+    for g in np.unique(groups):
+        r = groups == g
+        if how in ("center", "z"):
+            S[r] -= S[r].mean(0)
+        if how == "z":
+            S[r] /= S[r].std(0) + 1e-9
+    return S
+
+
+def exp_scorenorm(X, y, spk, blocks):
+    """Per-speaker score normalisation of the z-scored SVM at fixed C; inner LOSO means too."""
+    Z = norm_speaker(X, spk, "z")
+    cands = [Cand(f"svm C={c}", None, "svm", {"C": c}) for c in (0.3, 1.0, 3.0)]
+    res = run_family(Z, y, spk, cands)
+    for j, c in enumerate(cands):
+        for how in ("none", "center", "z"):
+            outer = speaker_centred(res["outer"][:, j], spk, how)
+            report(f"{c.name} {how}", y, spk, outer.argmax(1))
+            inner = []
+            for s, oof in res["inner"].items():
+                tr = spk != s
+                centred = speaker_centred(oof[:, j], spk[tr], how)
+                inner.append(balanced_accuracy_score(y[tr], centred.argmax(1)))
+            print(f"    inner LOSO mean {np.mean(inner):.3f}", flush=True)
 
 
 def exp_st2(X, y, spk, blocks):
