@@ -463,3 +463,22 @@ def test_silero_finds_the_word_in_turevdb_and_not_in_noise() -> None:
     clean.clips.min_seconds = 0.3
     out = list(clean_file(path, clean, vad))
     assert [type(o).__name__ for o in out] == ["Clip"]
+
+
+def test_read_ahead_works_one_block_ahead_and_passes_errors_on() -> None:
+    """clean_file decodes and denoises the next block while it cuts this one: never more than
+    one block ahead (memory), and a decoding error mid-file still reaches the caller."""
+    produced: list[int] = []
+
+    def blocks() -> Iterator[int]:
+        for i in range(6):
+            produced.append(i)
+            yield i
+        raise AudioError("truncated after block 5")
+
+    seen: list[tuple[int, int]] = []
+    with pytest.raises(AudioError, match="truncated"):
+        for i in clips_mod._read_ahead(blocks()):
+            seen.append((i, len(produced)))
+    assert [i for i, _ in seen] == list(range(6))
+    assert all(n <= i + 2 for i, n in seen), seen

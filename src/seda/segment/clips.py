@@ -14,10 +14,12 @@ import hashlib
 import io
 import itertools
 import math
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import soundfile as sf
@@ -163,14 +165,22 @@ def split_region(
 
 
 class _ClipCounter:
-    """Full-scale sample counts per 10 ms of the native-rate input (measured before any gain)."""
+    """Full-scale sample counts per 10 ms of the native-rate input (measured before any gain).
+
+    Blocks are counted by :func:`clean_file`'s read-ahead thread while clips of earlier blocks
+    are judged, hence the lock."""
 
     def __init__(self, native_sr: int) -> None:
         self.native_sr = native_sr
         self.counts = np.zeros(0, dtype=np.int64)
         self.seen = 0
+        self.lock = threading.Lock()
 
     def add(self, block: np.ndarray) -> None:
+        with self.lock:
+            self._add(block)
+
+    def _add(self, block: np.ndarray) -> None:
         hits = np.flatnonzero(np.abs(block) >= FULL_SCALE) + self.seen
         self.seen += block.size
         n_frames = int(self.seen / self.native_sr / _COUNT_FRAME_SECONDS) + 1
@@ -186,7 +196,9 @@ class _ClipCounter:
         f0 = int(start_s / _COUNT_FRAME_SECONDS)
         f1 = math.ceil(end_s / _COUNT_FRAME_SECONDS)
         total = max(1.0, (end_s - start_s) * self.native_sr)
-        return min(1.0, float(self.counts[f0:f1].sum()) / total)
+        with self.lock:
+            hits = float(self.counts[f0:f1].sum())
+        return min(1.0, hits / total)
 
 
 @dataclass
@@ -226,6 +238,31 @@ def _native_chunks(
     yield (tail if pending is None else np.concatenate([pending, tail])), True
 
 
+T = TypeVar("T")
+_END = object()
+
+
+def _read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, each computed in a helper thread while the caller works on the one before:
+    decoding and noise reduction of the next block overlap the VAD of this one (both release
+    the GIL), which shortens one long file's critical path. One item ahead, so memory stays
+    about one block more."""
+    with ThreadPoolExecutor(1, thread_name_prefix="seda-read-ahead") as pool:
+        pending = pool.submit(next, items, _END)
+        while (item := pending.result()) is not _END:
+            pending = pool.submit(next, items, _END)
+            yield item
+
+
+def _denoised_chunks(
+    path: Path, info: AudioInfo, clean: CleanSettings, counter: _ClipCounter
+) -> Iterator[tuple[np.ndarray, bool]]:
+    """(block at ``clean.sample_rate``, noise reduced; is_last)."""
+    sr = clean.sample_rate
+    for chunk, last in _native_chunks(path, info.samplerate, clean.block_seconds, counter, sr):
+        yield reduce_noise(chunk, sr, clean.noise_reduce), last
+
+
 def clean_file(
     path: str | Path, clean: CleanSettings, vad: VadSettings, info: AudioInfo | None = None
 ) -> Iterator[Clip | ClipReject]:
@@ -247,8 +284,8 @@ def clean_file(
     counter = _ClipCounter(info.samplerate)
     buf, buf0, done, index = np.zeros(0, np.float32), 0, 0, 0
     prev_end = 0
-    for chunk, last in _native_chunks(path, info.samplerate, clean.block_seconds, counter, sr):
-        buf = np.concatenate([buf, reduce_noise(chunk, sr, clean.noise_reduce)])
+    for chunk, last in _read_ahead(_denoised_chunks(path, info, clean, counter)):
+        buf = np.concatenate([buf, chunk])
         buf_end = buf0 + buf.size
         regions = [(s + buf0, e + buf0) for s, e in detect_speech(buf, sr, vad)]
         regions = [(max(s, done), e) for s, e in merge_regions(regions, gap) if e > done]
