@@ -225,8 +225,10 @@ def map_chunks(
     *,
     desc: str = "",
     known_errors: tuple[type[BaseException], ...] = (),
+    unit: str = "file",
 ) -> Iterator[Outcome]:
-    """:func:`seda.parallel.map_files` through submitit: one job per ``chunk_size`` items.
+    """:func:`seda.parallel.map_files` through submitit: one job per ``chunk_size`` items
+    (``unit`` names them in the progress bar and the log: files, or the backbones' batches).
 
     Yields every item's outcome, a chunk at a time as its job finishes. A chunk whose job died
     is submitted again; after ``max_retries`` more deaths the stage stops with
@@ -263,10 +265,10 @@ def map_chunks(
                 job._results_timeout_s = 1
         running.update(zip(jobs, batch, strict=True))
 
-    bar = tqdm(total=len(items), desc=desc, unit="file", disable=None, dynamic_ncols=True)
+    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=None, dynamic_ncols=True)
     try:
         submit()
-        log.info("%s: %d files in %d %s jobs", desc, len(items), len(chunks), settings.cluster)
+        log.info("%s: %d %ss in %d %s jobs", desc, len(items), unit, len(chunks), settings.cluster)
         while running:
             finished = [job for job in running if job.done()]
             if not finished:

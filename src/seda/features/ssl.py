@@ -304,7 +304,8 @@ def _embed_in_jobs(
     per_job = dataclasses.replace(
         remote, workers=1, chunk_size=max(1, round(remote.chunk_size / mean_batch))
     )
-    for outcome in map_chunks(BatchEmbedder(settings), batches, per_job, desc="featurize"):
+    embed = BatchEmbedder(settings)
+    for outcome in map_chunks(embed, batches, per_job, desc="featurize", unit="batch"):
         if outcome.error is not None:  # a bug, not a bad clip: the clips' errors are results
             raise RuntimeError(f"featurize: a batch failed in its job: {outcome.error}")
         yield outcome.result
