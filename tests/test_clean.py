@@ -465,6 +465,39 @@ def test_silero_finds_the_word_in_turevdb_and_not_in_noise() -> None:
     assert [type(o).__name__ for o in out] == ["Clip"]
 
 
+@pytest.mark.shared
+@pytest.mark.skipif(not TUREVDB.exists(), reason="TurEV-DB not in ../shared/data")
+def test_silero_sequence_model_finds_what_the_streaming_model_finds() -> None:
+    """seda runs the wheel's batched sequence model; its regions must be the streaming
+    (TorchScript) model's, on words and on a long file of words and pauses."""
+    import soxr
+    import torch
+    from silero_vad import get_speech_timestamps, load_silero_vad
+
+    words = [sorted((TUREVDB / e).glob("*.wav"))[::60] for e in ("Angry", "Calm", "Happy", "Sad")]
+    signals = []
+    for path in itertools.chain.from_iterable(words):
+        y, sr = sf.read(path, dtype="float32")
+        signals.append(soxr.resample(y, sr, 16000).astype(np.float32))
+    pause = np.random.default_rng(0).normal(0, 1e-3, 8000).astype(np.float32)
+    signals.append(np.concatenate([part for y in signals for part in (y, pause)]))
+    vad = VadSettings(backend="silero")
+    streaming = load_silero_vad()
+    for y in signals:
+        stamps = get_speech_timestamps(
+            torch.from_numpy(y),
+            streaming,
+            sampling_rate=16000,
+            threshold=vad.threshold,
+            min_speech_duration_ms=round(vad.min_speech_seconds * 1000),
+            min_silence_duration_ms=round(vad.min_silence_seconds * 1000),
+            speech_pad_ms=0,
+        )
+        expected = [(s["start"], s["end"]) for s in stamps]
+        assert detect_speech(y, 16000, vad) == expected
+    assert len(expected) >= len(signals) - 1  # the long file: about one region per word
+
+
 def test_read_ahead_works_one_block_ahead_and_passes_errors_on() -> None:
     """clean_file decodes and denoises the next block while it cuts this one: never more than
     one block ahead (memory), and a decoding error mid-file still reaches the caller."""

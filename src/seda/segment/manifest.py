@@ -33,7 +33,7 @@ PACKAGES = (
     "noisereduce",
     "pyloudnorm",
     "silero-vad",
-    "torch",
+    "onnxruntime",
     "pydub",
     "imageio-ffmpeg",
 )
