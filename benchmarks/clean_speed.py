@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from seda.config import compose
 from seda.io import sha256_file
 from seda.logs import setup_logging
 from seda.records import ItemRow, write_records
+from seda.schema import compose
 from seda.stages.clean import run
 
 ROOT = Path(__file__).resolve().parents[1]
