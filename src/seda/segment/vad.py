@@ -83,14 +83,12 @@ def silero_model() -> Any:
 
 def silero_regions(y: np.ndarray, sr: int, settings: VadSettings) -> list[Region]:
     """Silero speech regions; audio at other rates than 16 kHz is resampled for the model only."""
-    from silero_vad.utils_vad import get_speech_timestamps_from_probs
+    from silero_vad import get_speech_timestamps_sequence
 
     x = y if sr == _SILERO_RATE else soxr.resample(y, sr, _SILERO_RATE)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    probs = silero_model().audio_forward(x, _SILERO_RATE)
-    stamps = get_speech_timestamps_from_probs(
-        probs.tolist(),
-        audio_length_samples=len(x),
+    stamps = get_speech_timestamps_sequence(
+        x,
+        silero_model(),
         sampling_rate=_SILERO_RATE,
         threshold=settings.threshold,
         min_speech_duration_ms=round(settings.min_speech_seconds * 1000),
