@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import socket
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from seda.backbones import (
     ARCHS,
     BackboneSettings,
     BackboneUnavailableError,
+    FeaturizeBatch,
     Preprocessing,
     backbone_reference,
     frame_lengths,
@@ -243,7 +245,11 @@ def test_bad_settings_are_config_errors() -> None:
 @pytest.mark.parametrize("name", ["hubert", "wav2vec2", "wavlm", "data2vec"])
 def test_conf_backbones_build_and_run(name: str) -> None:
     cfg = OmegaConf.create(
-        {"backbone_weights": "random", "b": OmegaConf.load(CONF / f"{name}.yaml")}
+        {
+            "backbone_weights": "random",
+            "featurize_batch": asdict(FeaturizeBatch()),
+            "b": OmegaConf.load(CONF / f"{name}.yaml"),
+        }
     )
     data = OmegaConf.to_container(cfg, resolve=True)["b"]
     settings = build(BackboneSettings, data, f"backbones.{name}")
@@ -289,7 +295,11 @@ def test_conf_backbones_are_pinned_for_pretrained_weights(name: str) -> None:
     """weights: pretrained builds exactly when the config names a commit (a null revision is a
     checkpoint whose commit is still to be looked up, refused rather than left floating)."""
     cfg = OmegaConf.create(
-        {"backbone_weights": "pretrained", "b": OmegaConf.load(CONF / f"{name}.yaml")}
+        {
+            "backbone_weights": "pretrained",
+            "featurize_batch": asdict(FeaturizeBatch()),
+            "b": OmegaConf.load(CONF / f"{name}.yaml"),
+        }
     )
     data = OmegaConf.to_container(cfg, resolve=True)["b"]
     if data["revision"] is None:

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 
 from seda.cli import main as seda_main
 from seda.config import ConfigError, build, load_params
-from seda.schema import compose
+from seda.schema import compose, register
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +56,28 @@ def test_youtube_kind_datasets_keep_separation_and_holdout() -> None:
         params = compose([f"dataset={dataset}"], conf_dir=ROOT / "conf")
         assert params["separate"]["backend"] == "repet"
         assert params["clean"]["loudness"]["method"] == "lufs"
+
+
+def test_featurize_batch_sizes_every_backbone_and_a_backbone_may_differ() -> None:
+    """One choice sizes all four backbones' batches (featurize_batch=gpu); a backbone's own
+    setting still wins, in params.yaml and in the Hydra app's single backbone."""
+    cpu = compose([], conf_dir=ROOT / "conf")
+    gpu = compose(["featurize_batch=gpu"], conf_dir=ROOT / "conf")
+    sizes = {(b["batch_seconds"], b["max_batch_size"]) for b in cpu["backbones"].values()}
+    assert sizes == {(64.0, 16)} and len(cpu["backbones"]) == 4
+    assert {(b["batch_seconds"], b["max_batch_size"]) for b in gpu["backbones"].values()} == {
+        (512.0, 64)
+    }
+    mixed = compose(
+        ["featurize_batch=gpu", "backbones.wavlm.batch_seconds=100"], conf_dir=ROOT / "conf"
+    )
+    assert mixed["backbones"]["wavlm"]["batch_seconds"] == 100.0
+    assert mixed["backbones"]["hubert"]["batch_seconds"] == 512.0
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        app = hydra_compose("train_app", overrides=["backbone=wavlm", "featurize_batch=gpu"])
+    assert (app.backbone.batch_seconds, app.backbone.max_batch_size) == (512.0, 64)
 
 
 def test_dvc_hydra_composition_is_enabled() -> None:

@@ -49,6 +49,20 @@ warnings.filterwarnings("ignore", message="Support for mismatched key_padding_ma
 
 
 @dataclass
+class FeaturizeBatch:
+    """How the featurize stages batch clips, for every backbone at once (config group
+    ``featurize_batch``; a backbone's own ``batch_seconds``/``max_batch_size`` override it).
+
+    The defaults suit CPU cores; a GPU is launch-bound at this size and wants the ``gpu`` option
+    (``benchmarks/featurize_gpu.py``). Batching changes the padding beside each clip, and so the
+    features of backbones without an attention mask: it is a tracked setting, not a device's.
+    """
+
+    batch_seconds: float = 64.0  # at most this much padded audio per batch
+    max_batch_size: int = 16  # and at most this many clips
+
+
+@dataclass
 class BackboneSettings:
     """One ``conf/backbone/<name>.yaml`` (composed into ``params.yaml`` as ``backbones.<name>``)."""
 
@@ -66,9 +80,10 @@ class BackboneSettings:
     # Architecture kwargs of the randomly initialised model (weights: random).
     random_init: dict[str, Any] = field(default_factory=dict)
     init_seed: int = 0
-    # A featurize batch holds at most this much padded audio and this many clips.
-    batch_seconds: float = 64.0
-    max_batch_size: int = 16
+    # A featurize batch holds at most this much padded audio and this many clips (conf/backbone
+    # takes them from featurize_batch).
+    batch_seconds: float = FeaturizeBatch.batch_seconds
+    max_batch_size: int = FeaturizeBatch.max_batch_size
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:

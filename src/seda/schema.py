@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from seda.augment import AugmentSettings, validate_music
-from seda.backbones import BackboneSettings
+from seda.backbones import BackboneSettings, FeaturizeBatch
 from seda.baseline import BaselineSettings
 from seda.collect.folder import FolderSettings
 from seda.collect.ytdlp import YoutubeSettings, YtdlpSettings, validate_ytdlp
@@ -59,6 +59,8 @@ class Params:
     separate: Any = MISSING
     vad: VadSettings = field(default_factory=VadSettings)
     backbones: dict[str, BackboneSettings] = field(default_factory=dict)
+    # Batching of every backbone's featurize stage (config group featurize_batch: cpu, gpu).
+    featurize_batch: FeaturizeBatch = field(default_factory=FeaturizeBatch)
     seed: int = 0
     # Worker processes for per-file stages; 0 means one per CPU core.
     workers: int = 0
