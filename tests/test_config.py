@@ -114,14 +114,27 @@ def test_build_rejects_unknown_and_missing_keys() -> None:
         ("clean.clips.min_seconds=-1", ["clean.clips.min_seconds", "-1"]),
         ("split.group_by=voice", ["split.group_by", "voice"]),
         ("backbones.hubert.pooling=max", ["pooling", "max"]),
+        ("featurize_batch=tpu", ["featurize_batch/tpu", "cpu", "gpu"]),
+        ("featurize_batch.batch_seconds=-1", ["batch_seconds", "-1"]),
+        ("seed=abc", ["seed", "abc"]),
     ],
 )
 def test_bad_values_fail_at_composition_naming_key_and_value(override, words) -> None:
-    with pytest.raises(Exception) as caught:
+    """One sentence on one line, whether Hydra, OmegaConf or a range check found the fault."""
+    with pytest.raises(ConfigError) as caught:
         compose([override], conf_dir=ROOT / "conf")
-    message = f"{caught.value} {caught.value.__cause__}"
+    message = str(caught.value)
+    assert "\n" not in message and "Config search path" not in message, message
     for word in words:
         assert word in message, message
+
+
+def test_seda_compose_reports_a_bad_override_without_a_traceback(tmp_path, capsys) -> None:
+    out = tmp_path / "params.yaml"
+    assert seda_main(["compose", "--output", str(out), "featurize_batch=tpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("seda: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not out.exists()
 
 
 def test_a_missing_dataset_root_fails_at_composition(monkeypatch) -> None:

@@ -61,6 +61,13 @@ class FeaturizeBatch:
     batch_seconds: float = 64.0  # at most this much padded audio per batch
     max_batch_size: int = 16  # and at most this many clips
 
+    def __post_init__(self) -> None:
+        if self.batch_seconds <= 0 or self.max_batch_size < 1:
+            raise ConfigError(
+                "featurize_batch.batch_seconds must be > 0 and featurize_batch.max_batch_size "
+                f">= 1, not {self.batch_seconds} and {self.max_batch_size}"
+            )
+
 
 @dataclass
 class BackboneSettings:
@@ -95,7 +102,10 @@ class BackboneSettings:
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling {self.pooling!r} unknown: use one of {', '.join(POOLINGS)}")
         if self.batch_seconds <= 0 or self.max_batch_size < 1:
-            raise ConfigError("batch_seconds must be > 0 and max_batch_size >= 1")
+            raise ConfigError(
+                "batch_seconds must be > 0 and max_batch_size >= 1, "
+                f"not {self.batch_seconds} and {self.max_batch_size}"
+            )
         # A hub id is pinned to a commit; a local directory needs none (its files are hashed).
         needs_commit = self.revision is not None or not is_local_path(self.checkpoint)
         if self.weights == "pretrained" and needs_commit and not is_commit(self.revision):

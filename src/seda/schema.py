@@ -212,12 +212,32 @@ def compose(overrides: Sequence[str] = (), conf_dir: str | Path = CONF_DIR) -> d
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     register()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base=None):
-        cfg: DictConfig = hydra_compose(config_name="config", overrides=list(overrides))
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    try:
+        with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base=None):
+            cfg: DictConfig = hydra_compose(config_name="config", overrides=list(overrides))
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(_composition_error(err)) from err
+
+
+def _composition_error(err: BaseException) -> str:
+    """One line for a failed composition: the range check's own sentence where a resolver raised
+    it, else Hydra's message without its config search path, and the first line of its cause."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, ConfigError):
+            return str(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = str(err).split("Config search path")[0]
+    words = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    if err.__cause__ is not None and str(err.__cause__).strip():
+        words += f" ({str(err.__cause__).strip().splitlines()[0]})"
+    return f"conf/ does not compose: {words}"
 
 
 def write_params(params: Mapping[str, Any], path: str | Path = PARAMS_FILE) -> None:
