@@ -95,6 +95,11 @@ def test_prune_keeps_live_entries_and_reports_freed_bytes(tmp_path: Path, capsys
     assert prune(root).entries == 0
 
 
+def test_prune_of_a_missing_folder_says_so(tmp_path: Path, capsys) -> None:
+    assert seda_main(["cache", "prune", "--root", str(tmp_path / "cahce")]) == 0
+    assert capsys.readouterr().out == f"no cache folder {tmp_path / 'cahce'}: nothing to prune\n"
+
+
 def test_prune_leaves_stages_without_a_live_record(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     c = StageCache("separate", {}, code=["seda.io"], root=root)

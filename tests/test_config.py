@@ -151,3 +151,12 @@ def test_check_validates_ranges_of_a_hand_edited_params_file(tmp_path, capsys) -
     assert seda_main(["check", "--params", str(path)]) == 2
     err = capsys.readouterr().err
     assert "clean.clips.min_seconds" in err and "Traceback" not in err
+
+
+def test_seda_stage_names_the_stages_it_knows(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        seda_main(["stage", "nosuch"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'nosuch'" in err and "'featurize_baseline'" in err
+    assert "Traceback" not in err

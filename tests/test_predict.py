@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from seda.errors import ConfigError
 from seda.io import read_csv, write_csv_atomic
 from seda.metrics import HeadlineMetrics
 from seda.models.loading import ModelFormatError, load_model
@@ -301,3 +302,7 @@ def test_best_model_is_the_highest_test_uar(tmp_path: Path) -> None:
     (tmp_path / "metrics" / "data2vec.json").write_text(json.dumps({"uar": 0.99}))  # malformed
     assert pick_model("best", tmp_path / "models", tmp_path / "metrics") == "wavlm"
     assert pick_model("hubert", tmp_path / "models", tmp_path / "metrics") == "hubert"
+    with pytest.raises(ConfigError, match=r"name of a model under .*not a path"):
+        pick_model(str(tmp_path / "models" / "hubert"), tmp_path / "models")
+    with pytest.raises(ConfigError, match=r"no trained model 'hubrt'.*train@hubrt"):
+        pick_model("hubrt", tmp_path / "models")

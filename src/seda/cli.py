@@ -20,7 +20,14 @@ PASSTHROUGH = {
     "experiments": "seda.experiments",
 }
 
-STAGES = ("demo", "collect", "separate", "clean", "split", "figures")
+
+def stage_names() -> list[str]:
+    """The modules of seda.stages (listed, not imported)."""
+    import pkgutil
+
+    import seda.stages
+
+    return sorted(m.name for m in pkgutil.iter_modules(seda.stages.__path__))
 
 
 def _compose(args: argparse.Namespace) -> int:
@@ -70,8 +77,13 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _cache_prune(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from seda.cache import prune
 
+    if not Path(args.root).is_dir():
+        print(f"no cache folder {args.root}: nothing to prune")
+        return 0
     report = prune(args.root, dry_run=args.dry_run)
     verb = "would free" if args.dry_run else "freed"
     print(
@@ -107,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_check)
 
     p = sub.add_parser("stage", help="run one pipeline stage on params.yaml (as dvc repro does)")
-    p.add_argument("name", help="stage module under seda.stages, e.g. " + ", ".join(STAGES))
+    p.add_argument("name", choices=stage_names(), help="a stage module of seda.stages")
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_stage)
 

@@ -255,6 +255,11 @@ def pick_model(name: str, models_dir: Path = MODELS_DIR, metrics_dir: Path = MET
     if name != BEST:
         if name not in have:
             known = ", ".join(have) or "none"
+            if "/" in name or "\\" in name:
+                raise ConfigError(
+                    f"--model takes the name of a model under {models_dir}/ (trained: {known}), "
+                    f"not a path: {name!r}"
+                )
             raise ConfigError(
                 f"no trained model {name!r} in {models_dir}/ (trained: {known}); run "
                 f"`dvc repro train@{name}` (or train_baseline)"
