@@ -35,6 +35,7 @@ import numpy as np
 import soundfile as sf
 import torch
 import yaml
+from featurize_speed import forward_timer  # this folder: the same hooks as the CPU benchmark
 
 from seda.backbones import ARCHS, BackboneSettings, autocast, load_backbone
 from seda.features import ssl
@@ -77,11 +78,16 @@ def compare(gpu: np.ndarray, cpu: np.ndarray) -> dict[str, float]:
 
 
 def throughput(
-    paths: list[Path], settings: BackboneSettings, model: torch.nn.Module, prep, repeats: int
+    paths: list[Path],
+    audio: float,
+    settings: BackboneSettings,
+    model: torch.nn.Module,
+    prep,
+    repeats: int,
 ) -> tuple[float, float]:
-    """Best x-real-time of the pipeline over ``paths`` on CUDA, and peak GPU memory (GiB)."""
+    """Best x-real-time of the pipeline over ``paths`` (``audio`` seconds) on CUDA, and peak GPU
+    memory (GiB)."""
     device = torch.device(DEVICE)
-    audio = sum(sf.info(p).duration for p in paths)
     featurize_backbone(paths[:32], settings, device=device, model=model, prep=prep)  # warm-up
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -98,29 +104,16 @@ def forward_share(
     paths: list[Path], settings: BackboneSettings, model: torch.nn.Module, prep
 ) -> float:
     """Share of the pipeline's wall time spent inside the model's forward (synchronised hooks):
-    near 1, the GPU bounds the rate; far below, the host side (decode, padding, pooling) does."""
-    inside = [0.0, 0.0]
-
-    def pre(*_: object) -> None:
-        torch.cuda.synchronize()
-        inside[1] = time.perf_counter()
-
-    def post(*_: object) -> None:
-        torch.cuda.synchronize()
-        inside[0] += time.perf_counter() - inside[1]
-
-    hooks = [model.register_forward_pre_hook(pre), model.register_forward_hook(post)]
+    near 1, the GPU bounds the rate; far below, the host side (decode, padding, pooling) does.
+    The hooks stay on the model: call this last."""
+    inside = forward_timer(model)
     start = time.perf_counter()
     featurize_backbone(paths, settings, device=torch.device(DEVICE), model=model, prep=prep)
-    wall = time.perf_counter() - start
-    for hook in hooks:
-        hook.remove()
-    return inside[0] / wall
+    return inside[0] / (time.perf_counter() - start)
 
 
-def decode_rate(paths: list[Path], settings: BackboneSettings) -> float:
+def decode_rate(paths: list[Path], lengths: list[int], settings: BackboneSettings) -> float:
     """x real time of decoding alone in one thread (the prefetch thread's ceiling)."""
-    lengths = [sf.info(p).frames for p in paths]
     batches = length_batches(lengths, int(settings.batch_seconds * SR), settings.max_batch_size)
     start = time.perf_counter()
     for b in batches:
@@ -160,9 +153,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_clips(Path(tmp), args.clips)
         check = paths[: args.check_clips]
-        audio = sum(sf.info(p).duration for p in paths)
+        lengths = [sf.info(p).frames for p in paths]
+        audio = sum(lengths) / SR
         print(f"{len(paths)} clips, {audio:.0f} s of audio (1-8 s each)")
-        decode = decode_rate(paths, BackboneSettings("hubert", "random-base", "random"))
+        decode = decode_rate(paths, lengths, BackboneSettings("hubert", "random-base", "random"))
         print(f"decoding alone, one thread: {decode:.0f}x real time")
         results["decode_x_real_time"] = decode
         for arch in args.arch:
@@ -185,8 +179,8 @@ def main() -> int:
                 fp32 = featurize_backbone(check, settings, device=cuda, model=model, prep=prep)
             same_bf16 = compare(bf16.features, cpu)
             same_fp32 = compare(fp32.features, cpu)
-            x_conf, mem_conf = throughput(paths, settings, model, prep, args.repeats)
-            x_big, mem_big = throughput(paths, big, model, prep, args.repeats)
+            x_conf, mem_conf = throughput(paths, audio, settings, model, prep, args.repeats)
+            x_big, mem_big = throughput(paths, audio, big, model, prep, args.repeats)
             share = forward_share(paths, settings, model, prep)
             ok = (
                 max(x_conf, x_big) >= GOAL_X_REAL_TIME

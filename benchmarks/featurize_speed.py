@@ -84,7 +84,7 @@ def main() -> None:
         prep = Preprocessing(SR, True, False)  # base checkpoints: wav2vec2-style, no mask
         featurize_backbone(paths[:2], settings, device=device, model=model, prep=prep)  # warm-up
         pipe, raw, share = [], [], []
-        in_forward = _forward_timer(model)
+        in_forward = forward_timer(model)
         for _ in range(args.repeats):  # interleaved, best of: the cores may be shared
             in_forward[0] = 0.0
             start = time.perf_counter()
@@ -102,7 +102,7 @@ def main() -> None:
     print(f"model forward = {max(share):.1%} of the pipeline's wall time")
 
 
-def _forward_timer(model: torch.nn.Module) -> list[float]:
+def forward_timer(model: torch.nn.Module) -> list[float]:
     """Accumulate the seconds spent inside ``model.forward`` (hooks; CUDA synchronised)."""
     total = [0.0]
     started = [0.0]

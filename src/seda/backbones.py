@@ -62,11 +62,16 @@ class FeaturizeBatch:
     max_batch_size: int = 16  # and at most this many clips
 
     def __post_init__(self) -> None:
-        if self.batch_seconds <= 0 or self.max_batch_size < 1:
-            raise ConfigError(
-                "featurize_batch.batch_seconds must be > 0 and featurize_batch.max_batch_size "
-                f">= 1, not {self.batch_seconds} and {self.max_batch_size}"
-            )
+        check_batch(self.batch_seconds, self.max_batch_size, "featurize_batch.")
+
+
+def check_batch(batch_seconds: float, max_batch_size: int, prefix: str = "") -> None:
+    """The range check of a batch size, shared by the group's section and each backbone's."""
+    if batch_seconds <= 0 or max_batch_size < 1:
+        raise ConfigError(
+            f"{prefix}batch_seconds must be > 0 and {prefix}max_batch_size >= 1, "
+            f"not {batch_seconds} and {max_batch_size}"
+        )
 
 
 @dataclass
@@ -101,11 +106,7 @@ class BackboneSettings:
             )
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling {self.pooling!r} unknown: use one of {', '.join(POOLINGS)}")
-        if self.batch_seconds <= 0 or self.max_batch_size < 1:
-            raise ConfigError(
-                "batch_seconds must be > 0 and max_batch_size >= 1, "
-                f"not {self.batch_seconds} and {self.max_batch_size}"
-            )
+        check_batch(self.batch_seconds, self.max_batch_size)
         # A hub id is pinned to a commit; a local directory needs none (its files are hashed).
         needs_commit = self.revision is not None or not is_local_path(self.checkpoint)
         if self.weights == "pretrained" and needs_commit and not is_commit(self.revision):
