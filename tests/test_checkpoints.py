@@ -154,8 +154,8 @@ def test_cli_models_fetch(tmp_path: Path, hub: tuple, capsys: pytest.CaptureFixt
     base = ["models", "fetch", "--params", str(params), "--dest", str(dest)]
     capsys.readouterr()  # drop save_pretrained's progress output
 
-    # Every name is checked before anything is downloaded.
-    assert main(base) == 2
+    # Every name asked for is checked before anything is downloaded.
+    assert main([*base, "hubert", "data2vec"]) == 2
     err = capsys.readouterr().err
     assert "backbones.data2vec.revision is None, not a 40-hex commit id" in err
     assert "\n" not in err.strip()
@@ -168,3 +168,30 @@ def test_cli_models_fetch(tmp_path: Path, hub: tuple, capsys: pytest.CaptureFixt
     folder = snapshot_dir(dest, HUB_ID, REV)
     assert f"hubert: {folder}" in out and f"backbones.<name>.local_dir={dest}" in out
     assert (folder / MANIFEST).is_file() and len(calls) == 1
+
+
+def test_cli_models_fetch_without_names_skips_the_unpinned(
+    tmp_path: Path, hub: tuple, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's `seda models fetch --dest models/hub`: the pinned backbones are fetched,
+    an unpinned one is named and skipped instead of holding them all back."""
+    served, calls = hub
+    save_tiny_checkpoint("hubert", served)
+    params = write_params(
+        tmp_path / "params.yaml",
+        {
+            "hubert": {"arch": "hubert", "checkpoint": HUB_ID, "revision": REV},
+            "data2vec": {
+                "arch": "data2vec-audio",
+                "checkpoint": "facebook/data2vec-audio-base",
+                "revision": None,
+            },
+        },
+    )
+    dest = tmp_path / "models" / "hub"
+    capsys.readouterr()
+    assert main(["models", "fetch", "--params", str(params), "--dest", str(dest)]) == 0
+    out = capsys.readouterr().out
+    assert f"hubert: {snapshot_dir(dest, HUB_ID, REV)}" in out and "data2vec:" not in out
+    assert [c[0] for c in calls] == [HUB_ID]
+    assert "skipped: backbones.data2vec.revision is None" in caplog.text

@@ -113,7 +113,8 @@ class BackboneSettings:
             raise ConfigError(
                 f"backbone revision {self.revision!r} of {self.checkpoint} is not a commit id: "
                 "weights: pretrained needs revision set to the checkpoint's 40-hex commit "
-                "(a branch or tag like 'main' moves)"
+                "(a branch or tag like 'main' moves), or keep this backbone random "
+                "(backbones.<name>.weights=random)"
             )
 
 

@@ -223,9 +223,11 @@ def fetch(settings: BackboneSettings, dest: str | Path = DEFAULT_DEST) -> Path:
 def fetch_configured(
     params: Mapping[str, Any], names: Sequence[str] = (), dest: str | Path = DEFAULT_DEST
 ) -> dict[str, Path]:
-    """Fetch the backbones ``names`` (default: all) configured under ``backbones`` in params.
+    """Fetch the backbones ``names`` configured under ``backbones`` in params.
 
-    Every name is checked (known, a hub id, pinned to a commit) before anything is downloaded.
+    Every name asked for is checked (known, a hub id, pinned to a commit) before anything is
+    downloaded. Without names, every backbone pinned to a hub commit is fetched and the others
+    are skipped with a warning: one unpinned backbone does not hold back the pinned ones.
     """
     from seda.backbones import BackboneSettings
     from seda.config import build
@@ -240,14 +242,20 @@ def fetch_configured(
             continue
         data = {**backbones[name], "weights": "random"}  # validated as pinned below, by name
         s = build(BackboneSettings, data, f"backbones.{name}")
+        problem = None
         if is_local_path(s.checkpoint):
-            problems.append(f"backbones.{name}.checkpoint is the local folder {s.checkpoint}")
+            problem = f"backbones.{name}.checkpoint is the local folder {s.checkpoint}"
         elif not is_commit(s.revision):
-            problems.append(
+            problem = (
                 f"backbones.{name}.revision is {s.revision!r}, not a 40-hex commit id of "
                 f"{s.checkpoint}"
             )
-        settings[name] = s
+        if problem is None:
+            settings[name] = s
+        elif names:
+            problems.append(problem)
+        else:
+            log.warning("skipped: %s", problem)
     if problems:
         raise ConfigError("cannot fetch: " + "; ".join(problems))
     return {name: fetch(s, dest) for name, s in settings.items()}
