@@ -156,9 +156,12 @@ def test_local_paths_need_allow_file_urls(tmp_path, monkeypatch, demo_dataset_se
         f"url,label\nmedia/ok.wav,calm\n{(tmp_path / 'data/demo/media/ok.wav').as_uri()},calm\n",
         encoding="utf-8",
     )
-    summary = collect(replace(demo_dataset_settings, allow_file_urls=False))
-    assert summary["items"] == 0 and summary["failures"] == 2
-    assert all("allow_file_urls" in f["reason"] for f in _read("data/raw/failures.csv"))
+    # Nothing collected stops the stage with the first reason (later stages would only say that
+    # there is nothing to cut); every reason is still written.
+    with pytest.raises(CollectError, match=r"no item collected from .*all 2 skipped.*allow_file"):
+        collect(replace(demo_dataset_settings, allow_file_urls=False))
+    failures = _read("data/raw/failures.csv")
+    assert len(failures) == 2 and all("allow_file_urls" in f["reason"] for f in failures)
 
 
 def test_yaml_sources_table(tmp_path, monkeypatch, demo_dataset_settings):
@@ -510,6 +513,26 @@ def _folder(root: Path, **kw) -> FolderSettings:
         label_map={"Angry": "angry", "Calm": "calm", "Sad": "sad", "Happy": "joy", "Neutral": None},
     )
     return FolderSettings(**{**base, **kw})
+
+
+def test_a_corpus_whose_paths_never_match_stops_collect_with_the_reason(
+    tmp_path, monkeypatch, capsys
+):
+    """Files laid out other than dataset.pattern expects (here no speaker in the name): collect
+    stops with one sentence naming the pattern, instead of passing an empty manifest on to
+    stages that would only say there is nothing to cut."""
+    monkeypatch.chdir(tmp_path)
+    for label in ("angry", "calm"):
+        (tmp_path / "corpus" / label).mkdir(parents=True)
+        (tmp_path / "corpus" / label / "001.wav").write_bytes(_tone(0.3))
+    settings = asdict(_folder(tmp_path / "corpus"))
+    Path("params.yaml").write_text(OmegaConf.to_yaml({"dataset": settings, "workers": 1}))
+    capsys.readouterr()
+    assert stage.main(["--out", "data/raw", "--cache", "data/cache"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("seda collect: error: no item collected from ")
+    assert "all 2 skipped" in err[0] and "does not match dataset.pattern" in err[0]
+    assert len(_read("data/raw/failures.csv")) == 2
 
 
 def test_folder_regex_label_map_and_bad_files(tmp_path, monkeypatch):

@@ -279,9 +279,10 @@ def test_hostile_downloads_are_bounded_classified_and_remembered(
     Path("params.yaml").write_text(OmegaConf.to_yaml(params), encoding="utf-8")
     argv = ["--out", str(RAW), "--cache", str(CACHE)]
     seen = len(server.log)
-    assert collect_stage.main(argv) == 0
+    # Nothing is collected from such a table: the stage stops (exit 2) with the first reason.
+    assert collect_stage.main(argv) == 2
     assert len(server.log) == seen  # still remembered
-    assert collect_stage.main([*argv, "--retry-failed"]) == 0
+    assert collect_stage.main([*argv, "--retry-failed"]) == 2
     assert {p for _, _, p, _ in server.log[seen:]} == server.PERMANENT
     assert _partial_files(tmp_path) == []
 
@@ -294,7 +295,10 @@ def test_a_permanent_failure_of_a_local_file_is_retried_once_the_file_changes(
     (tmp_path / "src").mkdir()
     bad = tmp_path / "src/x.wav"
     bad.write_bytes(b"this is not audio at all" * 10)
-    (tmp_path / "src/sources.csv").write_text("url,label\nx.wav,calm\n", encoding="utf-8")
+    (tmp_path / "src/good.wav").write_bytes(_tone(0.5))
+    (tmp_path / "src/sources.csv").write_text(
+        "url,label\nx.wav,calm\ngood.wav,calm\n", encoding="utf-8"
+    )
     settings = YoutubeSettings(
         kind="youtube",
         name="local",
@@ -305,12 +309,12 @@ def test_a_permanent_failure_of_a_local_file_is_retried_once_the_file_changes(
     )
     first = collect_dataset(settings, RAW, CACHE)
     (row,) = _read(RAW / "failures.csv")
-    assert row["kind"] == "permanent" and first["items"] == 0
+    assert row["kind"] == "permanent" and first["items"] == 1
     assert collect_dataset(settings, RAW, CACHE)["skipped_failed"] == 1
-    bad.write_bytes(_tone(0.5))
+    bad.write_bytes(_tone(0.6))
     os.utime(bad, ns=(10**18, 10**18))
     fixed = collect_dataset(settings, RAW, CACHE)
-    assert fixed["items"] == 1 and fixed["failures"] == 0 and fixed["skipped_failed"] == 0
+    assert fixed["items"] == 2 and fixed["failures"] == 0 and fixed["skipped_failed"] == 0
 
 
 @bounded

@@ -14,6 +14,7 @@ from typing import Any
 from seda.collect.failures import Collected
 from seda.collect.folder import FolderSettings, collect_folder
 from seda.collect.index import IndexRow, file_entry, index_rows, scan_tree
+from seda.collect.sources import CollectError
 from seda.collect.ytdlp import YoutubeSettings, collect_youtube, validate_ytdlp
 from seda.config import build
 from seda.errors import ConfigError, InputMissingError
@@ -62,6 +63,8 @@ def collect_dataset(
     else:
         collected = collect_folder(settings, cache_dir, workers)
     write_outputs(collected, out_dir)
+    if not collected.rows:
+        raise CollectError(nothing_collected(settings, collected, out_dir / FAILURES_NAME))
     labels = Counter(r.label for r in collected.rows)
     return {
         "dataset": settings.name,
@@ -74,6 +77,26 @@ def collect_dataset(
         "elapsed_seconds": round(time.perf_counter() - started, 2),
         **collected.stats,
     }
+
+
+def nothing_collected(
+    settings: YoutubeSettings | FolderSettings, collected: Collected, failures_file: Path
+) -> str:
+    """Why a dataset gave no item, in one sentence: the later stages would only say that there
+    is nothing to cut or split."""
+    folder = isinstance(settings, FolderSettings)
+    where = settings.root if folder else settings.sources
+    if not collected.failures:
+        if folder:
+            kinds = ", ".join(settings.extensions)
+            return f"no item collected: no audio file ({kinds}) under {where}"
+        return f"no item collected: {where} lists no source"
+    first = collected.failures.rows[0]
+    return (
+        f"no item collected from {where}: all {len(collected.failures)} skipped, the first "
+        f"({first['path'] or first['id'] or first.get('url', '')}) because {first['reason']}; "
+        f"every reason is in {failures_file}"
+    )
 
 
 def index_corpus(
