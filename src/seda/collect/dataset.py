@@ -94,7 +94,7 @@ def nothing_collected(
     first = collected.failures.rows[0]
     return (
         f"no item collected from {where}: all {len(collected.failures)} skipped, the first "
-        f"({first['path'] or first['id'] or first.get('url', '')}) because {first['reason']}; "
+        f"({first.get('url') or first['path'] or first['id']}) because {first['reason']}; "
         f"every reason is in {failures_file}"
     )
 
