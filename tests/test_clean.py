@@ -20,13 +20,15 @@ import soundfile as sf
 
 from seda import codefp
 from seda.audio import AudioError
-from seda.config import ConfigError
+from seda.config import ConfigError, build
 from seda.io import read_csv, sha256_file
 from seda.parallel import EnvironmentFailure
 from seda.records import CLIP_COLUMNS, ItemRow, write_records
+from seda.schema import compose
 from seda.segment import clips as clips_mod
 from seda.segment.clips import (
     CleanSettings,
+    Clip,
     ClipReject,
     ClipSettings,
     clean_file,
@@ -117,6 +119,24 @@ def test_split_region_cuts_at_the_quiet_point_within_limits() -> None:
     assert all(1.0 * sr <= b - a <= 8.0 * sr for a, b in pieces)
     even = split_region(0, y.size, y, 0, sr, replace(clips, split="even"))
     assert len(even) == 3 and all(abs((b - a) - 20 * sr / 3) <= 1 for a, b in even)
+
+
+def test_the_studio_preset_keeps_one_utterance_in_one_clip(tmp_path: Path, monkeypatch) -> None:
+    """A studio corpus labels whole files: a sentence with pauses is one clip there, while the
+    YouTube-kind default cuts speech at pauses of 0.3 s or more (three clips here). On 570
+    three-word sentences made of TurEV-DB words (pauses 0.35-0.8 s) the default gave 1,694
+    fragments, each with the sentence's label."""
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    sentence = tmp_path / "sentence.wav"
+    sf.write(sentence, utterance([0.6, 0.5, 0.7], 16000, pause=0.6), 16000)
+    counts = {}
+    for preset, overrides in {"studio": [f"dataset.root={tmp_path}"], "demo": []}.items():
+        composed = compose([f"dataset={preset}", *overrides])
+        settings = build(CleanSettings, composed["clean"], "clean")
+        settings = replace(settings, noise_reduce=NoiseReduceSettings(enabled=False))
+        got = list(clean_file(sentence, settings, VadSettings(**ENERGY)))
+        counts[preset] = sum(isinstance(c, Clip) for c in got)
+    assert counts == {"studio": 1, "demo": 3}
 
 
 def test_normalise_loudness_hits_target_without_clipping() -> None:
