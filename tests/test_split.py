@@ -156,6 +156,27 @@ def test_too_few_groups_for_a_label_names_it() -> None:
         speaker_grouped_split(rows, SplitSettings(), 0)
 
 
+def test_a_corpus_without_speakers_is_told_how_to_name_them() -> None:
+    """A folder corpus whose pattern has no speaker group: every clip's speaker is 'unknown',
+    which would make one group. The error says so and names both ways out; by recording works."""
+    rows = [
+        {
+            "clip_id": f"c{i:03d}",
+            "path": "p",
+            "label": LABELS[i % 4],
+            "speaker": "unknown",
+            "source_id": f"file{i:03d}",
+        }
+        for i in range(40)
+    ]
+    with pytest.raises(
+        ConfigError, match=r"every clip's speaker is 'unknown'.*dataset\.pattern.*group_by=source"
+    ):
+        speaker_grouped_split(rows, SplitSettings(), 0)
+    by_file = speaker_grouped_split(rows, SplitSettings(group_by="source"), 0)
+    assert {r["split"] for r in by_file} == {"train", "val", "test"}
+
+
 def write_clean_manifest(path: Path, rows: list[dict[str, str]]) -> None:
     clips = [
         ClipRow(

@@ -28,6 +28,8 @@ from seda.io import read_csv, write_csv_atomic
 
 # Label of an item or clip whose emotion nobody has said yet (the label stage's material).
 UNLABELLED = "unknown"
+# Speaker of an item whose source names none (a folder corpus without a speaker group).
+UNKNOWN_SPEAKER = "unknown"
 # Item, clip and speaker ids: lower-case ASCII letters, digits, '_' and '-' (use fullmatch).
 ID_PATTERN = re.compile(r"[a-z0-9_-]+")
 

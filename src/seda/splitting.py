@@ -23,7 +23,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from seda.errors import ConfigError
-from seda.records import UNLABELLED
+from seda.records import UNKNOWN_SPEAKER, UNLABELLED
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,13 @@ def speaker_grouped_split(
     whole groups go to test, val or train."""
     check_settings(settings)
     rows = sorted(rows, key=lambda r: r["clip_id"])
+    if "speaker" in settings.group_by and {r.get("speaker") for r in rows} == {UNKNOWN_SPEAKER}:
+        raise ConfigError(
+            f"every clip's speaker is {UNKNOWN_SPEAKER!r}, so split.group_by="
+            f"{settings.group_by} makes one group: name the speakers (a (?P<speaker>...) group "
+            "in dataset.pattern or a speaker column in dataset.labels_csv), or split by "
+            "recording with split.group_by=source (one speaker may then be in train and test)"
+        )
     groups = group_rows(rows, settings.group_by)
     labels = [r.get("label", "") for r in rows]
     group_names, label_names, table = _label_table(labels, groups)

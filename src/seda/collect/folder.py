@@ -21,11 +21,11 @@ from seda.audio import AudioError, FfmpegMissingError, audio_info
 from seda.collect.environment import read_json
 from seda.collect.failures import PERMANENT, Collected, FailureLog
 from seda.collect.index import Entry, scan_tree
-from seda.collect.sources import UNKNOWN_SPEAKER, CollectError, canonical_label, plain_slug
+from seda.collect.sources import CollectError, canonical_label, plain_slug
 from seda.errors import ConfigError, InputMissingError
 from seda.io import read_csv, rel_to_cwd, sha256_file, write_json_atomic
 from seda.parallel import map_files
-from seda.records import ItemRow
+from seda.records import UNKNOWN_SPEAKER, ItemRow
 
 
 @dataclass

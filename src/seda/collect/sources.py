@@ -31,8 +31,6 @@ from seda.records import ID_PATTERN
 
 # A string that starts with a URL scheme (``https:``, ``ytsearch5:``, ``file:``).
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-# Speaker of an item whose source names none.
-UNKNOWN_SPEAKER = "unknown"
 
 
 class CollectError(UserError):

@@ -52,7 +52,6 @@ from seda.collect.environment import (
 )
 from seda.collect.failures import PERMANENT, TRANSIENT, Collected, FailureLog
 from seda.collect.sources import (
-    UNKNOWN_SPEAKER,
     SourceRow,
     file_url_path,
     item_id,
@@ -71,7 +70,7 @@ from seda.io import (
     write_text_atomic,
 )
 from seda.parallel import is_environment_error
-from seda.records import ItemRow
+from seda.records import UNKNOWN_SPEAKER, ItemRow
 
 log = logging.getLogger(__name__)
 
