@@ -21,6 +21,7 @@ import soundfile as sf
 from seda import codefp
 from seda.audio import AudioError
 from seda.config import ConfigError, build
+from seda.errors import UserError
 from seda.io import read_csv, sha256_file
 from seda.parallel import EnvironmentFailure
 from seda.records import CLIP_COLUMNS, ItemRow, write_records
@@ -241,6 +242,27 @@ def test_stage_gives_clips_or_reasons_for_every_input(
     long_pieces = [c for c in clips if c["item_id"] == "stereo44" and float(c["start"]) > 3.5]
     assert len(long_pieces) == 2  # the 11 s burst, split under max_seconds
     assert summary["clips"] == len(clips) and summary["decoded"] == len(files) - 1
+
+
+def test_no_speech_in_any_item_stops_clean_with_the_first_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every item rejected (here: no speech in quiet noise) stops the stage with one sentence,
+    instead of an empty manifest that split would only call 'nothing to split'."""
+    monkeypatch.chdir(tmp_path)
+    quiet = {}
+    for i in range(2):
+        quiet[f"q{i}"] = tmp_path / f"q{i}.wav"
+        noise = np.random.default_rng(i).normal(0, 5e-4, 16000).astype(np.float32)
+        sf.write(quiet[f"q{i}"], noise, 16000)
+    Path("data/separated").mkdir(parents=True)
+    write_manifest(SEPARATED, quiet)
+    with pytest.raises(UserError, match=r"no clip from any item: all 2 skipped, the first .*q0"):
+        run(params())
+    assert len(read_csv("data/clean/rejected.csv")) == 2  # every reason is still written
+    write_manifest(SEPARATED, {})
+    with pytest.raises(UserError, match="lists no item: nothing to clean"):
+        run(params())
 
 
 def test_second_run_decodes_nothing_and_new_files_only_once(

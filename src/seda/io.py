@@ -169,6 +169,17 @@ class RejectLog:
         write_csv_atomic(path, self.rows, [*self.columns, *extra_columns])
 
 
+def nothing_kept(what: str, rejects: RejectLog, reasons_file: str | Path) -> str:
+    """One sentence for a stage that kept nothing because every input was skipped: how many,
+    and the first one's reason (the later stages would only say that there is nothing to use)."""
+    first = rejects.rows[0]
+    where = first.get("url") or first["path"] or first["id"]
+    return (
+        f"no {what}: all {len(rejects)} skipped, the first ({where}) because "
+        f"{first['reason']}; every reason is in {reasons_file}"
+    )
+
+
 def rel_to_cwd(path: str | Path) -> str:
     """A path as stored in manifests: relative to the repository root when possible, POSIX style.
 

@@ -18,6 +18,7 @@ from seda.collect.sources import CollectError
 from seda.collect.ytdlp import YoutubeSettings, collect_youtube, validate_ytdlp
 from seda.config import build
 from seda.errors import ConfigError, InputMissingError
+from seda.io import nothing_kept
 from seda.records import ItemRow, write_records
 
 MANIFEST_NAME = "manifest.csv"
@@ -91,12 +92,7 @@ def nothing_collected(
             kinds = ", ".join(settings.extensions)
             return f"no item collected: no audio file ({kinds}) under {where}"
         return f"no item collected: {where} lists no source"
-    first = collected.failures.rows[0]
-    return (
-        f"no item collected from {where}: all {len(collected.failures)} skipped, the first "
-        f"({first.get('url') or first['path'] or first['id']}) because {first['reason']}; "
-        f"every reason is in {failures_file}"
-    )
+    return nothing_kept(f"item collected from {where}", collected.failures, failures_file)
 
 
 def index_corpus(

@@ -16,7 +16,8 @@ from typing import Any
 from seda.cache import DEFAULT_CACHE_ROOT
 from seda.config import build, load_params
 from seda.entry import stage_main
-from seda.errors import InputMissingError
+from seda.errors import InputMissingError, UserError
+from seda.io import nothing_kept
 from seda.records import ClipRow, ItemRow, read_records, write_records
 from seda.segment.clips import CleanSettings, validate_clean
 from seda.segment.manifest import REJECT_EXTRA, clean_manifest
@@ -48,6 +49,10 @@ def run(
     )
     write_records(out_dir / "manifest.csv", clips, ClipRow)
     rejects.write(out_dir / "rejected.csv", REJECT_EXTRA)
+    if not rows:
+        raise UserError(f"{manifest} lists no item: nothing to clean")
+    if not clips:
+        raise UserError(nothing_kept("clip from any item", rejects, out_dir / "rejected.csv"))
     log.info(
         "clean: %d items (%d decoded, %d cached), %d clips, %d items and %d clips rejected",
         summary["items"],
