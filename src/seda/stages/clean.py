@@ -51,7 +51,7 @@ def run(
     rejects.write(out_dir / "rejected.csv", REJECT_EXTRA)
     if not rows:
         raise UserError(f"{manifest} lists no item: nothing to clean")
-    if not clips:
+    if not clips and rejects:
         raise UserError(nothing_kept("clip from any item", rejects, out_dir / "rejected.csv"))
     log.info(
         "clean: %d items (%d decoded, %d cached), %d clips, %d items and %d clips rejected",
