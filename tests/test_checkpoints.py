@@ -136,11 +136,10 @@ def write_params(path: Path, backbones: dict) -> Path:
     return path
 
 
-def test_cli_models_fetch(tmp_path: Path, hub: tuple, capsys: pytest.CaptureFixture) -> None:
-    served, calls = hub
-    save_tiny_checkpoint("hubert", served)
-    params = write_params(
-        tmp_path / "params.yaml",
+def pinned_and_unpinned(path: Path) -> Path:
+    """A params file with hubert pinned to a commit and data2vec unpinned (as conf/ has it)."""
+    return write_params(
+        path,
         {
             "hubert": {"arch": "hubert", "checkpoint": HUB_ID, "revision": REV},
             "data2vec": {
@@ -150,6 +149,12 @@ def test_cli_models_fetch(tmp_path: Path, hub: tuple, capsys: pytest.CaptureFixt
             },
         },
     )
+
+
+def test_cli_models_fetch(tmp_path: Path, hub: tuple, capsys: pytest.CaptureFixture) -> None:
+    served, calls = hub
+    save_tiny_checkpoint("hubert", served)
+    params = pinned_and_unpinned(tmp_path / "params.yaml")
     dest = tmp_path / "models" / "hub"
     base = ["models", "fetch", "--params", str(params), "--dest", str(dest)]
     capsys.readouterr()  # drop save_pretrained's progress output
@@ -177,17 +182,7 @@ def test_cli_models_fetch_without_names_skips_the_unpinned(
     an unpinned one is named and skipped instead of holding them all back."""
     served, calls = hub
     save_tiny_checkpoint("hubert", served)
-    params = write_params(
-        tmp_path / "params.yaml",
-        {
-            "hubert": {"arch": "hubert", "checkpoint": HUB_ID, "revision": REV},
-            "data2vec": {
-                "arch": "data2vec-audio",
-                "checkpoint": "facebook/data2vec-audio-base",
-                "revision": None,
-            },
-        },
-    )
+    params = pinned_and_unpinned(tmp_path / "params.yaml")
     dest = tmp_path / "models" / "hub"
     capsys.readouterr()
     assert main(["models", "fetch", "--params", str(params), "--dest", str(dest)]) == 0
