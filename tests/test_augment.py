@@ -366,7 +366,7 @@ def test_backbone_store_holds_the_copies(tmp_path: Path, monkeypatch: pytest.Mon
         "augment": {"copies": 1, "speeds": [1.1], "noise_snr_db": [20.0, 20.0]},
     }
     out = Path("data/features/hubert")
-    summary = featurize.run(p, "hubert", splits=SPLITS, out=out)
+    summary = featurize.run(p, ["hubert"], splits=SPLITS, out=out.parent)["hubert"]
     x, index, _ = load_features(out)
     augmented, base, copies = load_augmented(out, [r.clip_id for r in index])
     assert summary["copies"] == 3 and [c.clip_id for c in copies] == [
@@ -374,11 +374,9 @@ def test_backbone_store_holds_the_copies(tmp_path: Path, monkeypatch: pytest.Mon
     ]
     assert augmented.shape == (3, x.shape[1], x.shape[2]) and augmented.dtype == np.float16
     assert all(index[i].split == "train" for i in base)
-    again = featurize.run(
-        {**p, "augment": {}}, "hubert", splits=SPLITS, out=Path("data/features/plain")
-    )
-    assert "copies" not in again
-    plain = Path("data/features/plain")
+    again = featurize.run({**p, "augment": {}}, ["hubert"], splits=SPLITS, out=Path("plain"))
+    assert "copies" not in again["hubert"]
+    plain = Path("plain/hubert")
     assert (out / "features.npy").read_bytes() == (plain / "features.npy").read_bytes()
     assert not (plain / "augmented.npy").exists()
 

@@ -184,9 +184,9 @@ def test_featurize_writes_the_same_store_through_submitit_jobs(
         Path(rows[4]["path"]).write_bytes(b"RIFF....WAVEnot audio at all")
         if executor:
             monkeypatch.setenv("SEDA_EXECUTOR", executor)
-        featurize.run(tiny_params(), "hubert", splits=SPLITS, out=Path("features"))
+        featurize.run(tiny_params(), ["hubert"], splits=SPLITS, out=Path("features"))
         monkeypatch.delenv("SEDA_EXECUTOR", raising=False)
-        return {p.name: p.read_bytes() for p in Path("features").iterdir()}
+        return {p.name: p.read_bytes() for p in Path("features/hubert").iterdir()}
 
     local = run_in(tmp_path / "local", None)
     jobs = run_in(tmp_path / "jobs", executor_file(tmp_path, chunk_size=4))

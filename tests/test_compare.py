@@ -41,7 +41,7 @@ def write_model(
     n_speakers: int = 6,
     seed: int | None = None,
 ) -> MetricsRecord:
-    """The details file and predictions.csv as train@<model> writes them, from noisy
+    """The details file and predictions.csv as the train stage writes them, from noisy
     predictions: ``n`` clips, by ``n_speakers`` speakers (one group and one fold each)."""
     rng = np.random.default_rng(zlib.crc32(model.encode()) if seed is None else seed)
     k = len(labels)

@@ -103,9 +103,9 @@ def test_stage_writes_the_feature_store(tmp_path: Path, monkeypatch: pytest.Monk
     rows = write_splits(tmp_path)
     broken = tmp_path / rows[2]["path"]
     broken.write_bytes(b"RIFF....WAVEnot audio at all")
-    summary = featurize.run(
-        tiny_params(), "hubert", splits=SPLITS, out=Path("data/features/hubert")
-    )
+    summary = featurize.run(tiny_params(), ["hubert"], splits=SPLITS, out=Path("data/features"))[
+        "hubert"
+    ]
     assert summary["clips"] == len(rows) - 1 and summary["rejected"] == 1
 
     x, index, meta = load_features("data/features/hubert")
@@ -136,7 +136,7 @@ def test_mean_std_pooling_doubles_the_width(
     write_splits(tmp_path, n_speakers=3, per_label=1)
     params = tiny_params()
     params["backbones"]["hubert"]["pooling"] = "mean+std"
-    featurize.run(params, "hubert", splits=SPLITS, out=Path("data/features/hubert"))
+    featurize.run(params, ["hubert"], splits=SPLITS, out=Path("data/features"))
     x, _, meta = load_features("data/features/hubert")
     assert x.shape == (6, 3, 64) and meta["pooling"] == "mean+std"
     assert np.all(x[:, :, 32:] >= 0)
@@ -159,7 +159,7 @@ def test_cli_errors_are_one_line(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("params.yaml").write_text(json.dumps(tiny_params()))
-    paths = ["--splits", str(SPLITS), "--out", "data/features/hubert"]
+    paths = ["--splits", str(SPLITS), "--out", "data/features"]
     assert featurize.main(["hubert", *paths]) == 2
     err = capsys.readouterr().err
     assert err.startswith("seda featurize: error:") and "splits.csv not found" in err
@@ -169,3 +169,36 @@ def test_cli_errors_are_one_line(
     assert "'bert' is not configured" in err and "hubert" in err
     assert featurize_baseline.main(["--splits", "nowhere.csv", "--out", "x"]) == 2
     assert "nowhere.csv not found" in capsys.readouterr().err
+
+
+def store_bytes(folder: str) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())}
+
+
+def test_one_backbone_changed_recomputes_that_backbone_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All backbones run in one stage; the cache keeps DVC's per-backbone granularity: a changed
+    backbone is computed again, an unchanged one placed as the same bytes, and a changed clip
+    computes every backbone again."""
+    monkeypatch.chdir(tmp_path)
+    rows = write_splits(tmp_path, n_speakers=3, per_label=1)
+    params = tiny_params()
+    params["backbones"]["other"] = {**params["backbones"]["hubert"], "pooling": "mean+std"}
+    out = Path("data/features")
+    first = featurize.run(params, ["hubert", "other"], splits=SPLITS, out=out)
+    assert [first[m]["cached"] for m in ("hubert", "other")] == [False, False]
+    hubert = store_bytes("data/features/hubert")
+
+    params["backbones"]["other"]["pooling"] = "mean"
+    second = featurize.run(params, ["hubert", "other"], splits=SPLITS, out=out)
+    assert [second[m]["cached"] for m in ("hubert", "other")] == [True, False]
+    assert store_bytes("data/features/hubert") == hubert
+    assert load_features("data/features/other")[0].shape == (6, 3, 32)
+
+    clip = tmp_path / rows[0]["path"]
+    wave, sr = sf.read(clip)
+    sf.write(clip, 0.5 * wave, sr, subtype="PCM_16")
+    third = featurize.run(params, ["hubert", "other"], splits=SPLITS, out=out)
+    assert [third[m]["cached"] for m in ("hubert", "other")] == [False, False]
+    assert store_bytes("data/features/hubert") != hubert

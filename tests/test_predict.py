@@ -304,5 +304,5 @@ def test_best_model_is_the_highest_test_uar(tmp_path: Path) -> None:
     assert pick_model("hubert", tmp_path / "models", tmp_path / "metrics") == "hubert"
     with pytest.raises(ConfigError, match=r"name of a model under .*not a path"):
         pick_model(str(tmp_path / "models" / "hubert"), tmp_path / "models")
-    with pytest.raises(ConfigError, match=r"no trained model 'hubrt'.*train@hubrt"):
+    with pytest.raises(ConfigError, match=r"no trained model 'hubrt'.*dvc repro train"):
         pick_model("hubrt", tmp_path / "models")

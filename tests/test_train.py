@@ -105,11 +105,11 @@ def run_train(p: dict, name: str = "hubert", root: Path = Path()) -> dict:
     """The train stage with the paths dvc.yaml gives it, below ``root``."""
     return train.run(
         p,
-        name,
-        features=root / f"data/features/{name}",
+        [name],
+        features=root / "data/features",
         splits=root / "data/splits/splits.csv",
-        outputs=outputs(name, root),
-    )
+        outputs={name: outputs(name, root)},
+    )[name]
 
 
 def params(**over: object) -> dict:
@@ -414,10 +414,11 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def test_same_inputs_give_the_same_bytes(tmp_path: Path) -> None:
+def test_same_inputs_give_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Baseline and probe trained twice from the same features, once here and once by the stage
     commands in a fresh process: every output file is identical (model weights, model.json,
     metrics, predictions, ROC, history, figures)."""
+    monkeypatch.chdir(tmp_path)  # the train stage's cache (data/cache) goes below here
     baseline_store(tmp_path / "data_root", n_speakers=5, per_label=4)
     probe_params = params(train={"epochs": 8})
     baseline_params = params(eval={"protocol": "loso"})
@@ -431,12 +432,11 @@ def test_same_inputs_give_the_same_bytes(tmp_path: Path) -> None:
         else:
             env = {**os.environ, "SEDA_DEVICE": "cpu", "PYTHONWARNINGS": "ignore"}
             for module, args, p in [
-                ("train", ["hubert", "--splits", "data/splits/splits.csv"], probe_params),
-                ("train_baseline", [], baseline_params),
+                ("train", ["hubert", *TRAIN_STAGE_ARGS], probe_params),
+                ("train_baseline", baseline_stage_args(), baseline_params),
             ]:
                 (out / "params.yaml").write_text(json.dumps(p))
-                name = args[0] if args else "baseline"
-                cmd = [sys.executable, "-m", f"seda.stages.{module}", *args, *stage_args(name)]
+                cmd = [sys.executable, "-m", f"seda.stages.{module}", *args]
                 proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True)
                 assert proc.returncode == 0, proc.stderr[-3000:]
             (out / "params.yaml").unlink()
@@ -478,18 +478,35 @@ def test_model_card_refuses_what_it_cannot_load() -> None:
             ModelCard.from_json({**data, **change})
 
 
-def stage_args(name: str = "hubert") -> list[str]:
+# The train stage's arguments as dvc.yaml gives them, after the model names.
+TRAIN_STAGE_ARGS = [
+    "--features",
+    "data/features",
+    "--splits",
+    "data/splits/splits.csv",
+    "--models-dir",
+    "models",
+    "--metrics-dir",
+    "reports/metrics",
+    "--details-dir",
+    "reports/details",
+    "--plots-dir",
+    "reports/plots",
+]
+
+
+def baseline_stage_args() -> list[str]:
     return [
         "--features",
-        f"data/features/{name}",
+        "data/features/baseline",
         "--model-out",
-        f"models/{name}",
+        "models/baseline",
         "--metrics",
-        f"reports/metrics/{name}.json",
+        "reports/metrics/baseline.json",
         "--details",
-        f"reports/details/{name}.json",
+        "reports/details/baseline.json",
         "--plots",
-        f"reports/plots/{name}",
+        "reports/plots/baseline",
     ]
 
 
@@ -498,10 +515,9 @@ def test_cli_missing_features_is_one_line(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     Path("params.yaml").write_text(json.dumps(params()))
-    args = ["hubert", *stage_args(), "--splits", "data/splits/splits.csv"]
-    assert train.main(args) == 2
+    assert train.main(["hubert", *TRAIN_STAGE_ARGS]) == 2
     assert "featurize" in capsys.readouterr().err
-    assert train_baseline.main(stage_args("baseline")) == 2
+    assert train_baseline.main(baseline_stage_args()) == 2
     assert "featurize" in capsys.readouterr().err
 
 
@@ -546,3 +562,32 @@ def test_stale_features_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         run_train(p)
     assert not Path("reports/metrics/hubert.json").exists()
     assert not Path("reports/details/hubert.json").exists()
+
+
+def test_one_model_changed_trains_that_model_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The train stage trains every backbone's model in one process; an unchanged model is
+    placed from the cache as the same bytes, a model whose settings or features changed is
+    trained again."""
+    monkeypatch.chdir(tmp_path)
+    feature_store(tmp_path)
+    shutil.copytree("data/features/hubert", "data/features/other")
+    p = params(train={"epochs": 5})
+    p["backbones"]["other"] = dict(p["backbones"]["hubert"])
+    names = ["hubert", "other"]
+
+    def run() -> dict:
+        where = {name: outputs(name) for name in names}
+        splits = Path("data/splits/splits.csv")
+        return train.run(p, names, features=Path("data/features"), splits=splits, outputs=where)
+
+    assert [s["cached"] for s in run().values()] == [False, False]
+    trained = tree_bytes(Path("reports")) | tree_bytes(Path("models"))
+    p["backbones"]["other"]["batch_seconds"] = 8.0
+    assert [s["cached"] for s in run().values()] == [True, False]
+    again = tree_bytes(Path("reports")) | tree_bytes(Path("models"))
+    assert again == trained  # same inputs: the placed and the trained files are the same bytes
+    shutil.rmtree("data/features/hubert")
+    feature_store(tmp_path, seed=1)
+    assert [s["cached"] for s in run().values()] == [False, True]

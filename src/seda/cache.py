@@ -1,14 +1,15 @@
 """Per-file result cache keyed by input content, the stage's settings and the code that computes.
 
 DVC reruns a whole stage when any input changes; this cache makes that rerun touch only the new
-or changed files. Entries live under ``data/cache/<stage>/<digest>/<key>/`` (git- and
-DVC-ignored), where the digest covers the settings *and* a fingerprint of the code
-(:func:`seda.codefp.code_fingerprint`: the source of the library modules the entry was computed
-with, plus the versions of the packages whose numbers it uses). Edit that code and every lookup
-misses, so a cache can never hand back results of older code. An entry is complete only once its
-``result.json`` exists, written last and atomically: a killed run leaves at worst an orphan folder
-that the next run overwrites. Each run records which entries its output uses (``live.json``), so
-``seda cache prune`` can remove the rest.
+or changed files, and in the stages that run every backbone in one process (featurize, train) only
+the backbones whose own settings or inputs changed (:meth:`StageCache.place`). Entries live under
+``data/cache/<stage>/<digest>/<key>/`` (git- and DVC-ignored), where the digest covers the
+settings *and* a fingerprint of the code (:func:`seda.codefp.code_fingerprint`: the source of the
+library modules the entry was computed with, plus the versions of the packages whose numbers it
+uses). Edit that code and every lookup misses, so a cache can never hand back results of older
+code. An entry is complete only once its ``result.json`` exists, written last and atomically: a
+killed run leaves at worst an orphan folder that the next run overwrites. Each run records which
+entries its output uses (``live.json``), so ``seda cache prune`` can remove the rest.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,33 @@ class StageCache:
         write_json_atomic(self.entry_dir(key) / "result.json", result)
         self.used.add(key)
 
+    def place(
+        self, key: str, outputs: Mapping[str, Path], make: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Put entry ``key``'s outputs at ``outputs`` (a name per file or folder): from the cache
+        when stored, else made by ``make`` and stored. Returns make's summary, with ``cached``
+        saying which; made and placed outputs are the same bytes."""
+        for path in outputs.values():
+            _remove(path)
+        stored = self.load(key)
+        if stored is None:
+            summary = make()
+            folder = self.begin(key)
+            files = []
+            for name, path in outputs.items():
+                inner = [p for p in sorted(path.rglob("*")) if p.is_file()] if path.is_dir() else []
+                for src in inner or [path]:
+                    rel = "/".join([name, *src.relative_to(path).parts])
+                    link_or_copy(src, folder / rel)
+                    files.append(rel)
+            self.commit(key, {"files": files, "summary": summary})
+            return summary | {"cached": False}
+        for rel in stored["files"]:
+            name, _, inner_path = rel.partition("/")
+            dst = outputs[name] / inner_path if inner_path else outputs[name]
+            link_or_copy(self.entry_dir(key) / rel, dst)
+        return stored["summary"] | {"cached": True}
+
     def save_live(self) -> None:
         """Record the entries this run's output uses (what ``seda cache prune`` keeps)."""
         write_json_atomic(
@@ -124,6 +152,13 @@ def _remove_empty_dirs(folder: Path) -> None:
 
 def _size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def link_or_copy(src: str | Path, dst: str | Path) -> None:

@@ -55,6 +55,30 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def content_digest(paths: Iterable[str | Path]) -> str:
+    """Hex sha256 over the names and bytes of ``paths``, in order (for a cache key over many
+    files). A file that cannot be read counts by its reason, so its reader decides what that
+    means."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            content = sha256_file(path)
+        except OSError as err:
+            content = f"unreadable: {err.strerror or err}"
+        digest.update(f"{path}\0{content}\0".encode())
+    return digest.hexdigest()
+
+
+def tree_digest(folder: str | Path) -> str:
+    """:func:`content_digest` of every file under ``folder``, by relative name."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256_file(path)}\0".encode())
+    return digest.hexdigest()
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

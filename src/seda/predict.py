@@ -261,8 +261,8 @@ def pick_model(name: str, models_dir: Path = MODELS_DIR, metrics_dir: Path = MET
                     f"not a path: {name!r}"
                 )
             raise ConfigError(
-                f"no trained model {name!r} in {models_dir}/ (trained: {known}); run "
-                f"`dvc repro train@{name}` (or train_baseline)"
+                f"no trained model {name!r} in {models_dir}/ (trained: {known}); name it "
+                f"in the train stage of dvc.yaml and run `dvc repro train` (or train_baseline)"
             )
         return name
     if not have:

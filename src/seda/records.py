@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from seda.errors import InputMissingError, UserError
-from seda.io import read_csv, write_csv_atomic
+from seda.io import content_digest, params_digest, read_csv, write_csv_atomic
 
 # Label of an item or clip whose emotion nobody has said yet (the label stage's material).
 UNLABELLED = "unknown"
@@ -251,3 +251,10 @@ def _fields(cls: type) -> dict[str, tuple[Any, bool]]:
         for f in dataclasses.fields(cls)
         if f.init
     }
+
+
+def split_digest(rows: Sequence[SplitRow]) -> str:
+    """What a model reads from a split, for a cache key: its rows and the bytes of their clips."""
+    return params_digest([dataclasses.asdict(r) for r in rows]) + content_digest(
+        r.path for r in rows
+    )

@@ -11,6 +11,7 @@ the same backbone into the store's augmented section.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -38,17 +39,22 @@ from seda.backbones import (
     pick_device,
     pool_hidden_states,
 )
+from seda.cache import DEFAULT_CACHE_ROOT, StageCache
 from seda.cluster import ExecutorSettings, load_executor, map_chunks
 from seda.config import build
 from seda.errors import ConfigError
 from seda.features.store import save_augmented, save_features
-from seda.io import RejectLog
+from seda.io import RejectLog, params_digest
 from seda.models.determinism import deterministic_torch
-from seda.records import SplitRow
+from seda.records import SplitRow, split_digest
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# What a cached feature store is computed with (besides the clips and the settings).
+CODE = ("seda.features.ssl",)
+PACKAGES = ("numpy", "torch", "torchaudio", "transformers", "soundfile", "soxr", "imageio-ffmpeg")
 
 
 def backbone_settings(params: Mapping[str, Any], name: str) -> BackboneSettings:
@@ -371,3 +377,37 @@ def write_backbone_features(
     summary["seconds"] = round(time.perf_counter() - start, 1)
     log.info("featurize %s: %s", name, summary)
     return summary
+
+
+def write_backbones_features(
+    rows: Sequence[SplitRow],
+    backbones: Mapping[str, BackboneSettings],
+    out_root: Path,
+    augment: AugmentSettings | None = None,
+    protocol: str | None = None,
+    *,
+    cache_root: str | Path = DEFAULT_CACHE_ROOT,
+) -> dict[str, dict[str, Any]]:
+    """:func:`write_backbone_features` for each backbone, into ``out_root/<name>``, in one
+    process: torch and transformers are imported once, not once per backbone. A backbone whose
+    settings, clips and code match a cached store is placed from the cache, so that changing one
+    backbone's settings computes that backbone alone."""
+    clips = split_digest(rows)
+    cache = StageCache(
+        "featurize", {"augment": augment, "protocol": protocol}, CODE, PACKAGES, root=cache_root
+    )
+    summaries = {}
+    for name, settings in backbones.items():
+        key = params_digest({"name": name, "settings": settings, "clips": clips})
+        store = out_root / name
+        summaries[name] = cache.place(
+            key,
+            {"store": store},
+            functools.partial(
+                write_backbone_features, rows, name, settings, store, augment, protocol
+            ),
+        )
+        if summaries[name]["cached"]:
+            log.info("featurize %s: unchanged, placed from the cache", name)
+    cache.save_live()
+    return summaries

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping
@@ -41,8 +42,9 @@ from seda.backbones import (
     load_backbone,
     pick_device,
 )
+from seda.cache import DEFAULT_CACHE_ROOT, StageCache
 from seda.errors import ConfigError
-from seda.io import atomic_path
+from seda.io import atomic_path, content_digest, params_digest, tree_digest
 from seda.metrics import fit_temperature, softmax
 from seda.models.card import BackboneRef, HeadShape, InputPreprocessing
 from seda.models.determinism import deterministic_torch, seed_everything, torch_threads
@@ -58,7 +60,24 @@ from seda.models.evaluation import (
 )
 from seda.models.folds import TrainingRows, stack_augmented
 from seda.models.head import FinetuneModel, LayerWeightedHead
-from seda.records import SplitRow, read_records
+from seda.records import SplitRow, read_records, split_digest
+
+log = logging.getLogger(__name__)
+
+# What a cached trained model is computed with (besides its inputs and the settings).
+CODE = ("seda.models.training",)
+PACKAGES = (
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "torch",
+    "torchaudio",
+    "transformers",
+    "safetensors",
+    "matplotlib",
+    "soundfile",
+    "soxr",
+)
 
 # A probe's matrices are small: one thread is fastest on shared cores, and the same everywhere.
 PROBE_THREADS = 1
@@ -533,3 +552,69 @@ def train_backbone(
         card_fields=card,
         outputs=outputs,
     )
+
+
+def train_backbones(
+    backbones: Mapping[str, BackboneSettings],
+    settings: TrainSettings,
+    evaluation: EvalSettings,
+    *,
+    seed: int,
+    features: Mapping[str, Path],
+    splits: Path,
+    outputs: Mapping[str, TrainOutputs],
+    audio: Mapping[str, Any] | None = None,
+    augment: AugmentSettings | None = None,
+    cache_root: str | Path = DEFAULT_CACHE_ROOT,
+) -> dict[str, dict[str, Any]]:
+    """:func:`train_backbone` for each backbone, in one process: torch, scikit-learn and the
+    plotting are imported once, not once per backbone. A backbone whose features, split,
+    settings and code match a cached run is placed from the cache, so that changing one
+    backbone's settings trains that backbone alone."""
+    cache = StageCache(
+        "train",
+        {"train": settings, "eval": evaluation, "seed": seed, "audio": audio, "augment": augment},
+        CODE,
+        PACKAGES,
+        root=cache_root,
+    )
+    inputs = content_digest([splits])
+    if settings.mode == "finetune":
+        inputs += split_digest(read_records(splits, SplitRow))
+    summaries = {}
+    for name, backbone in backbones.items():
+        where = outputs[name]
+        key = params_digest(
+            {
+                "name": name,
+                "backbone": backbone,
+                "features": tree_digest(features[name]),
+                "inputs": inputs,
+            }
+        )
+        summaries[name] = cache.place(
+            key,
+            {
+                "model": where.model_dir,
+                "metrics": where.metrics,
+                "details": where.details,
+                "plots": where.plots,
+            },
+            functools.partial(
+                train_backbone,
+                name,
+                backbone,
+                settings,
+                evaluation,
+                seed=seed,
+                features=features[name],
+                splits=splits,
+                outputs=where,
+                audio=audio,
+                augment=augment,
+            ),
+        )
+        if summaries[name]["cached"]:
+            log.info("train %s: unchanged, placed from the cache", name)
+    cache.save_live()
+    return summaries

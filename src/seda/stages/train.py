@@ -1,18 +1,21 @@
-"""Stage train: fit one backbone model, evaluate it on unseen speakers and videos, write it.
+"""Stage train: fit each backbone's model, evaluate it on unseen speakers and videos, write it.
 
-``python -m seda.stages.train <model> --features <store> --splits splits.csv --model-out <dir>
---metrics <file.json> --details <file.json> --plots <dir>``, with settings
+``python -m seda.stages.train <model>... --features <folder> --splits splits.csv
+--models-dir <dir> --metrics-dir <dir> --details-dir <dir> --plots-dir <dir>``, with settings
 ``backbones.<model>``, ``train``, ``eval`` and ``seed`` of params.yaml. ``train.mode``: ``probe``
-trains a layer-weighted head on the stored features, ``finetune`` the backbone and head on the
-clips of splits.csv (:mod:`seda.models.training`). ``eval.protocol``: holdout or
-leave-one-group-out (:mod:`seda.models.evaluation`). Writes the model folder (weights +
-model.json), the headline metrics (the DVC metric), the details (per class, fold and speaker) and
-the plots (predictions.csv, roc.csv, history.csv, reliability.csv and their PNGs).
+trains a layer-weighted head on the feature store ``<folder>/<model>``, ``finetune`` the backbone
+and head on the clips of splits.csv (:mod:`seda.models.training`). ``eval.protocol``: holdout or
+leave-one-group-out (:mod:`seda.models.evaluation`). Writes per model its folder (weights +
+model.json), its headline metrics ``<model>.json`` (the DVC metric), its details ``<model>.json``
+(per class, fold and speaker) and its plots folder (predictions.csv, roc.csv, history.csv,
+reliability.csv and their PNGs). One process trains them all; a model whose features and
+settings are unchanged is placed from seda's cache (:meth:`seda.cache.StageCache.place`).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +24,34 @@ from seda.config import build, load_params
 from seda.entry import stage_main
 from seda.features.ssl import backbone_settings
 from seda.models.evaluation import EvalSettings, TrainOutputs
-from seda.models.training import TrainSettings, train_backbone
+from seda.models.training import TrainSettings, train_backbones
+
+
+def model_outputs(
+    model: str, *, models: Path, metrics: Path, details: Path, plots: Path
+) -> TrainOutputs:
+    """Where model ``model``'s folder, metrics, details and plots go below the stage's folders."""
+    return TrainOutputs(
+        models / model, metrics / f"{model}.json", details / f"{model}.json", plots / model
+    )
 
 
 def run(
-    params: dict[str, Any], model: str, *, features: Path, splits: Path, outputs: TrainOutputs
-) -> dict[str, Any]:
-    """Train and evaluate backbone model ``model``; write ``outputs``."""
-    return train_backbone(
-        model,
-        backbone_settings(params, model),
+    params: dict[str, Any],
+    models: Sequence[str],
+    *,
+    features: Path,
+    splits: Path,
+    outputs: dict[str, TrainOutputs],
+) -> dict[str, dict[str, Any]]:
+    """Train and evaluate each backbone model of ``models`` on ``features/<model>``; write
+    ``outputs``."""
+    return train_backbones(
+        {model: backbone_settings(params, model) for model in models},
         build(TrainSettings, params.get("train"), "train"),
         build(EvalSettings, params.get("eval"), "eval"),
         seed=int(params.get("seed", 0)),
-        features=features,
+        features={model: features / model for model in models},
         splits=splits,
         outputs=outputs,
         audio={"clean": params.get("clean"), "vad": params.get("vad")},
@@ -44,23 +61,32 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m seda.stages.train", description=__doc__)
-    parser.add_argument("model", help="a backbone of params.yaml: hubert | wav2vec2 | wavlm | ...")
-    parser.add_argument("--features", type=Path, required=True, help="its feature store (probe)")
+    parser.add_argument(
+        "names", nargs="+", metavar="model", help="backbones of params.yaml: hubert wav2vec2 ..."
+    )
+    parser.add_argument(
+        "--features", type=Path, required=True, help="the feature stores' folder (probe)"
+    )
     parser.add_argument("--splits", type=Path, required=True, help="splits.csv (finetune)")
-    parser.add_argument("--model-out", type=Path, required=True, help="the model folder")
-    parser.add_argument(
-        "--metrics", type=Path, required=True, help="the headline metrics file (.json)"
-    )
-    parser.add_argument(
-        "--details", type=Path, required=True, help="the details file (.json): all the figures"
-    )
-    parser.add_argument("--plots", type=Path, required=True, help="the plots folder")
+    for folder, what in (
+        ("models", "the model folders"),
+        ("metrics", "the headline metrics files (.json)"),
+        ("details", "the details files (.json): all the figures"),
+        ("plots", "the plots folders"),
+    ):
+        parser.add_argument(f"--{folder}-dir", type=Path, required=True, help=f"where {what} go")
     args = parser.parse_args(argv)
-    outputs = TrainOutputs(args.model_out, args.metrics, args.details, args.plots)
+    folders = {
+        "models": args.models_dir,
+        "metrics": args.metrics_dir,
+        "details": args.details_dir,
+        "plots": args.plots_dir,
+    }
+    outputs = {name: model_outputs(name, **folders) for name in args.names}
     return stage_main(
         "train",
         lambda: run(
-            load_params(), args.model, features=args.features, splits=args.splits, outputs=outputs
+            load_params(), args.names, features=args.features, splits=args.splits, outputs=outputs
         ),
     )
 
