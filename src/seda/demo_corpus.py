@@ -78,7 +78,7 @@ PROGRESSION = ((0, MAJOR), (7, MAJOR), (9, MINOR), (5, MAJOR))
 
 @dataclass
 class DemoSettings:
-    speakers: int = 6
+    speakers: int = 5
     items_per_speaker_and_label: int = 1
     # Extra items per speaker labelled `unknown` (true emotion in truth.csv only): the material
     # of `seda label`.
