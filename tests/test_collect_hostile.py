@@ -553,6 +553,24 @@ def test_index_notices_added_changed_and_removed_files(tmp_path, monkeypatch):
     assert [r.path for r in index_corpus(settings, cache)] == ["corpus/Sad/s1_a.wav"]
 
 
+def test_index_rehashes_new_content_behind_the_same_size_and_mtime(tmp_path, monkeypatch):
+    """A generator with pinned mtimes (the demo), `cp -p` or `rsync -t` can put new content of
+    the same size behind the same mtime; the index must not keep the old hash for it."""
+    monkeypatch.chdir(tmp_path)
+    wav = tmp_path / "corpus/Sad/s1_a.wav"
+    wav.parent.mkdir(parents=True)
+    settings = FolderSettings(**_folder_params("corpus")["dataset"])
+    cache = tmp_path / "cache"
+    tone = _tone(0.3)
+    for content in (tone, tone[:-1000] + bytes(1000)):  # the same size, the last samples silent
+        tmp = wav.with_suffix(".tmp")  # written as the demo writes: atomically, mtime pinned
+        tmp.write_bytes(content)
+        os.utime(tmp, ns=(10**18, 10**18))
+        os.replace(tmp, wav)
+        (row,) = index_corpus(settings, cache)
+        assert row.sha256 == sha256_file(wav)
+
+
 def test_index_of_a_download_dataset_lists_the_sources_table_and_local_media(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data/demo/media").mkdir(parents=True)

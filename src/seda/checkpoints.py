@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seda.errors import ConfigError
-from seda.io import sha256_file, write_json_atomic
+from seda.io import sha256_file, stat_stamp, write_json_atomic
 
 if TYPE_CHECKING:
     from seda.backbones import BackboneSettings
@@ -61,15 +61,15 @@ def weights_file(directory: str | Path) -> Path | None:
     return None
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS: dict[tuple[str | int, ...], str] = {}
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, remembered per (real path, size, mtime) so a 360 MB checkpoint is read
-    once per process however often its hash is asked for."""
+    """sha256 of a file, remembered per real path and stamp (:func:`seda.io.stat_stamp`) so a
+    360 MB checkpoint is read once per process however often its hash is asked for."""
     real = Path(path).resolve()
     st = real.stat()
-    key = (str(real), st.st_size, st.st_mtime_ns)
+    key = (str(real), *stat_stamp(st))
     if key not in _DIGESTS:
         _DIGESTS[key] = sha256_file(real)
     return _DIGESTS[key]

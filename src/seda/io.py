@@ -55,6 +55,14 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def stat_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What says a file may have changed since it was hashed: size, mtime, ctime and inode. Size
+    and mtime alone are not enough: a generator with pinned mtimes, ``cp -p`` or ``rsync -t``
+    set the mtime back on new content, whereas any write moves the ctime (which no tool can set)
+    and an atomic replace gives a new inode."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
 def content_digest(paths: Iterable[str | Path]) -> str:
     """Hex sha256 over the names and bytes of ``paths``, in order (for a cache key over many
     files). A file that cannot be read counts by its reason, so its reader decides what that

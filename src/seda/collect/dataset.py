@@ -101,7 +101,7 @@ def index_corpus(
     """What the dataset reads, one row per file (path, size, sha256, ok|odd): every entry under a
     folder dataset's root; a download dataset's sources table and, when it may name local files
     (the demo), the files under its root. Opens regular files only (to hash them; hashes cached
-    in ``cache_dir`` by size and mtime), so no odd entry can hang it."""
+    in ``cache_dir`` by their stat stamp), so no odd entry can hang it."""
     if isinstance(settings, FolderSettings):
         root = Path(settings.root)
         if not settings.root or not root.is_dir():

@@ -3,8 +3,8 @@
 Label and speaker come from the named groups ``label`` and ``speaker`` of ``pattern`` (matched
 against the POSIX path relative to ``root``) or from ``labels_csv`` (``path,label[,speaker]``,
 paths relative to ``root``). Every file is checked and hashed (sha256), with a probe cache keyed
-by path, size and mtime; bad files and odd entries (:mod:`seda.collect.index`) become failure
-rows. Ids are
+by path and stat stamp (size, mtime, ctime, inode: :func:`seda.io.stat_stamp`); bad files and
+odd entries (:mod:`seda.collect.index`) become failure rows. Ids are
 ``<dataset name>-<relative path>`` slugs; one that collides with an earlier id gets a short hash
 suffix. Manifest paths keep the root as written (``../shared/data/...``).
 """
@@ -200,11 +200,12 @@ def _path_key(path: Path) -> str:
 def _probe_cached(
     entries: list[Entry], cache_file: Path, workers: int | None
 ) -> dict[str, dict[str, Any] | str]:
-    """sha256 + duration per file, reusing entries whose (path, size, mtime) did not change."""
+    """sha256 + duration per file, reusing entries whose path and stamp
+    (:func:`seda.io.stat_stamp`) did not change."""
     cached = read_json(cache_file) or {}
     results: dict[str, dict[str, Any] | str] = {}
     fresh: dict[str, Any] = {}
-    stamps = {str(e.path): [e.size, e.mtime_ns] for e in entries}
+    stamps = {str(e.path): list(e.stamp) for e in entries}
     todo = []
     for key, stamp in stamps.items():
         entry = cached.get(key)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from seda.collect.environment import read_json
-from seda.io import rel_to_cwd, sha256_file, write_json_atomic
+from seda.io import rel_to_cwd, sha256_file, stat_stamp, write_json_atomic
 
 OK = "ok"
 ODD = "odd"
@@ -36,7 +36,7 @@ class Entry:
     path: Path
     rel: str
     size: int
-    mtime_ns: int
+    stamp: tuple[int, ...]  # :func:`seda.io.stat_stamp`; empty for an entry that was not stat'ed
     odd: str = ""  # why it cannot be read as a file; empty for a readable regular file
 
 
@@ -101,14 +101,14 @@ def scan_tree(root: Path) -> list[Entry]:
                 raise
             # The folder itself is the odd entry (e.g. no permission to list it).
             reason = f"folder cannot be listed: {err.strerror or err}"
-            entries.append(Entry(folder, prefix.rstrip("/"), 0, 0, reason))
+            entries.append(Entry(folder, prefix.rstrip("/"), 0, (), reason))
             continue
         for child in children:
             path, rel = folder / child.name, f"{prefix}{child.name}"
             try:
                 lst = child.stat(follow_symlinks=False)
             except OSError as err:  # gone since the listing
-                entries.append(Entry(path, rel, 0, 0, f"cannot stat: {err.strerror or err}"))
+                entries.append(Entry(path, rel, 0, (), f"cannot stat: {err.strerror or err}"))
                 continue
             is_link = stat.S_ISLNK(lst.st_mode)
             if stat.S_ISDIR(lst.st_mode):
@@ -116,20 +116,20 @@ def scan_tree(root: Path) -> list[Entry]:
                 continue
             if child.name.startswith("."):
                 continue
-            size, mtime = lst.st_size, lst.st_mtime_ns
+            size, seen = lst.st_size, stat_stamp(lst)
             try:
                 st = os.stat(path) if is_link else lst
             except OSError as err:
-                entries.append(Entry(path, rel, size, mtime, _link_reason(path, err)))
+                entries.append(Entry(path, rel, size, seen, _link_reason(path, err)))
                 continue
             if stat.S_ISDIR(st.st_mode):
-                entries.append(Entry(path, rel, size, mtime, _dir_link_reason(path)))
+                entries.append(Entry(path, rel, size, seen, _dir_link_reason(path)))
             elif not stat.S_ISREG(st.st_mode):
-                entries.append(Entry(path, rel, size, mtime, _odd_kind(st.st_mode)))
+                entries.append(Entry(path, rel, size, seen, _odd_kind(st.st_mode)))
             elif not os.access(path, os.R_OK):
-                entries.append(Entry(path, rel, size, mtime, "permission denied: not readable"))
+                entries.append(Entry(path, rel, size, seen, "permission denied: not readable"))
             else:
-                entries.append(Entry(path, rel, st.st_size, st.st_mtime_ns))
+                entries.append(Entry(path, rel, st.st_size, stat_stamp(st)))
     return sorted(entries, key=_sort_key)
 
 
@@ -138,18 +138,19 @@ def file_entry(path: Path) -> Entry:
     try:
         st = os.stat(path)
     except OSError as err:
-        return Entry(path, path.name, 0, 0, f"cannot stat: {err.strerror or err}")
+        return Entry(path, path.name, 0, (), f"cannot stat: {err.strerror or err}")
     if not stat.S_ISREG(st.st_mode):
-        return Entry(path, path.name, st.st_size, st.st_mtime_ns, _odd_kind(st.st_mode))
-    return Entry(path, path.name, st.st_size, st.st_mtime_ns)
+        return Entry(path, path.name, st.st_size, stat_stamp(st), _odd_kind(st.st_mode))
+    return Entry(path, path.name, st.st_size, stat_stamp(st))
 
 
 def index_rows(entries: list[Entry], cache_file: Path | None = None) -> list[IndexRow]:
     """Index rows of ``entries`` (each path once, sorted), regular files with their sha256.
 
-    Hashes are reused from ``cache_file`` while a file's (size, mtime) is unchanged, so a rerun
-    reads only new and changed files. The rows hold no time: the same corpus gives the same
-    index in every clone (mtimes differ there), and touching a file changes nothing.
+    Hashes are reused from ``cache_file`` while a file's stamp (size, mtime, ctime, inode:
+    :func:`seda.io.stat_stamp`) is unchanged, so a rerun reads only new and changed files. The
+    rows hold no time: the same corpus gives the same index in every clone (mtimes differ
+    there), and touching a file changes nothing.
     """
     cached = (read_json(cache_file) or {}) if cache_file is not None else {}
     fresh: dict[str, Any] = {}
@@ -159,7 +160,7 @@ def index_rows(entries: list[Entry], cache_file: Path | None = None) -> list[Ind
         if e.odd:
             rows[path] = IndexRow(path, e.size, "", ODD, e.odd)
             continue
-        key, stamp = str(e.path), [e.size, e.mtime_ns]
+        key, stamp = str(e.path), list(e.stamp)
         hit = cached.get(key)
         if isinstance(hit, dict) and hit.get("stamp") == stamp:
             digest = hit["sha256"]

@@ -66,6 +66,7 @@ from seda.io import (
     normalise_reason,
     rel_to_cwd,
     sha256_file,
+    stat_stamp,
     write_json_atomic,
     write_text_atomic,
 )
@@ -270,12 +271,12 @@ class YtdlpCollector:
         return meta
 
     def source_hash(self, path: Path) -> str | None:
-        """sha256 of a file:// source (memoised per run by size and mtime), None if absent."""
+        """sha256 of a file:// source (memoised per run by its stamp), None if absent."""
         try:
             st = path.stat()
         except OSError:
             return None
-        key = (str(path), st.st_size, st.st_mtime_ns)
+        key = (str(path), *stat_stamp(st))
         if key not in self._source_hashes:
             self._source_hashes[key] = sha256_file(path)
         return self._source_hashes[key]
@@ -306,7 +307,8 @@ class YtdlpCollector:
         return self.cache / "failed" / f"{self._url_key(url)}.json"
 
     def _source_stamp(self, url: str) -> list[int] | None:
-        """(size, mtime) of a file:// source, so that a changed local file is tried again."""
+        """The stamp of a file:// source (:func:`seda.io.stat_stamp`), so that a changed local
+        file is tried again."""
         local = file_url_path(url)
         if local is None:
             return None
@@ -314,7 +316,7 @@ class YtdlpCollector:
             st = local.stat()
         except OSError:
             return [-1, -1]
-        return [st.st_size, st.st_mtime_ns]
+        return list(stat_stamp(st))
 
     def remembered_failures(self, url: str) -> list[DownloadFailure] | None:
         """The permanent failures of ``url`` from an earlier run, or None (try it)."""

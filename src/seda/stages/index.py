@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cache",
         type=Path,
         default=DEFAULT_CACHE_ROOT / STAGE,
-        help="sha256 of each file by size and mtime, kept across runs (default: %(default)s)",
+        help="sha256 of each file by its stat stamp, kept across runs (default: %(default)s)",
     )
     parser.add_argument(
         "--test-dataset", metavar="NAME", help="index test_datasets.NAME instead of dataset"
