@@ -392,3 +392,23 @@ def test_training_refuses_a_store_without_the_copies_it_asks_for(
         train_baseline.run(
             baseline_params(copies=1), features=Path("store"), outputs=outputs(tmp_path)
         )
+
+
+def test_the_hydra_app_augments_as_the_stages_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m seda.train` (the sweep entry point outside DVC) runs the same library calls as
+    featurize_baseline + train_baseline, augmentation included: the same bytes."""
+    from seda.train import run_model
+
+    monkeypatch.chdir(tmp_path)
+    write_clips(tmp_path, split_rows(n_speakers=5, per_label=3))
+    p = baseline_params(copies=1, speeds=[1.1], noise_snr_db=[15.0, 15.0])
+    store = Path("data/features/baseline")
+    summary = run_model(p, "baseline")
+    assert (store / "augmented.npy").exists()
+    app = tree_bytes(store) | tree_bytes(Path("reports")) | tree_bytes(Path("models"))
+    featurize_baseline.run(p, splits=SPLITS, out=store)
+    train_baseline.run(p, features=store, outputs=outputs(Path()))
+    stages = tree_bytes(store) | tree_bytes(Path("reports")) | tree_bytes(Path("models"))
+    assert stages == app and summary["model"] == "baseline"

@@ -53,7 +53,9 @@ def params_for(cfg: DictConfig | dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def run_model(params: dict[str, Any], name: str) -> dict[str, Any]:
-    """Featurize (unless in finetune mode) then train one model: what the two DVC stages do."""
+    """Featurize (unless in finetune mode) then train one model: what the two DVC stages do,
+    with the same settings (augmentation included)."""
+    from seda.augment import AugmentSettings
     from seda.config import build
     from seda.models.evaluation import EvalSettings, TrainOutputs
     from seda.records import SplitRow, read_records
@@ -61,19 +63,27 @@ def run_model(params: dict[str, Any], name: str) -> dict[str, Any]:
     where = {key: Path(value.format(name=name)) for key, value in LAYOUT.items()}
     outputs = TrainOutputs(where["model"], where["metrics"], where["details"], where["plots"])
     evaluation = build(EvalSettings, params.get("eval"), "eval")
+    augment = build(AugmentSettings, params.get("augment"), "augment")
     seed = int(params.get("seed", 0))
     audio = {"clean": params.get("clean"), "vad": params.get("vad")}
     if name == "baseline":
         from seda.baseline import BaselineSettings
-        from seda.features.classic import write_classic_features
+        from seda.features.classic import write_baseline_features
         from seda.models.baseline_training import train_baseline
 
         settings = build(BaselineSettings, params.get("baseline"), "baseline")
         rows = read_records(where["splits"], SplitRow)
-        write_classic_features(rows, settings, where["features"], params.get("workers", 0))
+        workers = params.get("workers", 0)
         features = where["features"]
+        write_baseline_features(rows, settings, features, workers, augment, evaluation.protocol)
         return train_baseline(
-            settings, evaluation, seed=seed, features=features, outputs=outputs, audio=audio
+            settings,
+            evaluation,
+            seed=seed,
+            features=features,
+            outputs=outputs,
+            audio=audio,
+            augment=augment,
         )
     from seda.features.ssl import backbone_settings, write_backbone_features
     from seda.models.training import TrainSettings, train_backbone
@@ -82,7 +92,9 @@ def run_model(params: dict[str, Any], name: str) -> dict[str, Any]:
     train = build(TrainSettings, params.get("train"), "train")
     if train.mode == "probe":
         rows = read_records(where["splits"], SplitRow)
-        write_backbone_features(rows, name, backbone, where["features"])
+        write_backbone_features(
+            rows, name, backbone, where["features"], augment, evaluation.protocol
+        )
     return train_backbone(
         name,
         backbone,
@@ -93,6 +105,7 @@ def run_model(params: dict[str, Any], name: str) -> dict[str, Any]:
         splits=where["splits"],
         outputs=outputs,
         audio=audio,
+        augment=augment,
     )
 
 

@@ -19,17 +19,20 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from seda.audio import AudioError, load_audio
 from seda.baseline import BaselineSettings, feature_dim
 from seda.errors import ConfigError
-from seda.features.store import save_features
+from seda.features.store import save_augmented, save_features
 from seda.io import RejectLog
 from seda.parallel import map_files
 from seda.records import SplitRow
+
+if TYPE_CHECKING:
+    from seda.augment import AugmentSettings
 
 log = logging.getLogger(__name__)
 
@@ -419,3 +422,32 @@ def write_classic_features(
     }
     log.info("featurize baseline: %s", summary)
     return summary
+
+
+def write_baseline_features(
+    rows: Sequence[SplitRow],
+    settings: BaselineSettings,
+    out_dir: Path,
+    workers: int | None,
+    augment: AugmentSettings | None = None,
+    protocol: str | None = None,
+) -> dict[str, Any]:
+    """The baseline's feature store: :func:`write_classic_features`, and with ``augment.copies``
+    the features of the augmented copies of the clips that train some fold of ``protocol`` (the
+    store's augmented section), as the backbones' stores hold theirs."""
+    # Here, not at the top: the featurising workers import this module and need none of it.
+    from seda.augment import AugmentSettings, augmented_features
+
+    summary = write_classic_features(rows, settings, out_dir, workers)
+    x, copies, rejects = augmented_features(
+        rows,
+        augment or AugmentSettings(),
+        protocol,
+        functools.partial(classic_features, settings=settings),
+        settings.sample_rate,
+        workers,
+    )
+    save_augmented(out_dir, None if x is None else x[:, None, :], copies, rejects)
+    if x is None:
+        return summary
+    return {**summary, "copies": len(copies), "copies_rejected": len(rejects)}

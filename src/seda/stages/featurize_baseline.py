@@ -11,35 +11,27 @@ that train some fold of ``eval.protocol`` go into the store's augmented section.
 from __future__ import annotations
 
 import argparse
-import functools
 from pathlib import Path
 from typing import Any
 
-from seda.augment import AugmentSettings, augmented_features
+from seda.augment import AugmentSettings
 from seda.baseline import BaselineSettings
 from seda.config import build, load_params
 from seda.entry import stage_main
-from seda.features.classic import classic_features, write_classic_features
-from seda.features.store import save_augmented
+from seda.features.classic import write_baseline_features
 from seda.records import SplitRow, read_records
 
 
 def run(params: dict[str, Any], *, splits: Path, out: Path) -> dict[str, Any]:
     """Featurize the clips of ``splits`` into ``out``."""
-    settings = build(BaselineSettings, params.get("baseline"), "baseline")
-    augment = build(AugmentSettings, params.get("augment"), "augment")
-    rows = read_records(splits, SplitRow)
-    workers = params.get("workers", 0)
-    summary = write_classic_features(rows, settings, out, workers)
-    protocol = (params.get("eval") or {}).get("protocol")
-    features = functools.partial(classic_features, settings=settings)
-    x, copies, rejects = augmented_features(
-        rows, augment, protocol, features, settings.sample_rate, workers
+    return write_baseline_features(
+        read_records(splits, SplitRow),
+        build(BaselineSettings, params.get("baseline"), "baseline"),
+        out,
+        params.get("workers", 0),
+        build(AugmentSettings, params.get("augment"), "augment"),
+        (params.get("eval") or {}).get("protocol"),
     )
-    save_augmented(out, None if x is None else x[:, None, :], copies, rejects)
-    if x is None:
-        return summary
-    return {**summary, "copies": len(copies), "copies_rejected": len(rejects)}
 
 
 def main(argv: list[str] | None = None) -> int:
