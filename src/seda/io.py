@@ -63,17 +63,18 @@ def stat_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def content_digest(paths: Iterable[str | Path]) -> str:
+def content_digest(paths: Iterable[str | Path], base: str | Path | None = None) -> str:
     """Hex sha256 over the names and bytes of ``paths``, in order (for a cache key over many
-    files). A file that cannot be read counts by its reason, so its reader decides what that
-    means."""
+    files), each named as given or, with ``base``, relative to it. A file that cannot be read
+    counts by its reason, so its reader decides what that means."""
     digest = hashlib.sha256()
     for path in paths:
+        name = Path(path).relative_to(base).as_posix() if base is not None else str(path)
         try:
             content = sha256_file(path)
         except OSError as err:
             content = f"unreadable: {err.strerror or err}"
-        digest.update(f"{path}\0{content}\0".encode())
+        digest.update(f"{name}\0{content}\0".encode())
     return digest.hexdigest()
 
 
@@ -81,10 +82,7 @@ def tree_digest(folder: str | Path) -> str:
     """:func:`content_digest` of every file under ``folder``, by relative name."""
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256_file(path)}\0".encode())
-    return digest.hexdigest()
+    return content_digest(files, base=folder)
 
 
 def sha256_text(text: str) -> str:
