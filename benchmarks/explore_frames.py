@@ -54,9 +54,9 @@ def frame_descriptors(paths: list[Path]) -> list[np.ndarray]:
     if cache.exists():
         stored = np.load(cache)
         return [stored[f"arr_{i}"] for i in range(len(stored.files))]
-    import librosa
     import opensmile
-    import soundfile as sf
+
+    from seda.audio import load_audio
 
     smile = opensmile.Smile(
         feature_set=opensmile.FeatureSet.ComParE_2016,
@@ -64,8 +64,7 @@ def frame_descriptors(paths: list[Path]) -> list[np.ndarray]:
     )
     out = []
     for p in paths:
-        x, sr = sf.read(p, dtype="float32", always_2d=True)
-        x = librosa.resample(x.mean(1), orig_sr=sr, target_sr=16000)
+        x, _ = load_audio(p, 16000)
         out.append(smile.process_signal(x, 16000).to_numpy(np.float32))
     np.savez(cache, *out)
     return out
